@@ -1,0 +1,56 @@
+# Infra Guardians. The two commands a user needs: `make run` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STACK := stack/stack.sh
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help venv lint typecheck test test-unit test-integration stack-up stack-down stack-status \
+        run demo bench schemas schemas-check clean
+
+help:
+	@echo "make run         the whole pipeline on the local stack, with the demo"
+	@echo "make test        lint, type-check, and every test against the real stack"
+	@echo "make stack-up    start Kafka + PostgreSQL (idempotent);  make stack-down to stop"
+	@echo "make bench       benchmarks (long); figures go to BENCHMARKS.md"
+	@echo "make schemas     regenerate the JSON Schema / AsyncAPI export"
+
+# The project venv, installed from the pinned lock file; re-run only when the lock changes.
+.venv/.installed: requirements.lock pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+venv: .venv/.installed
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m mypy schemas services cli bench tests
+
+stack-up: venv
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+stack-status:
+	$(STACK) status
+
+schemas: venv
+	$(PY) -m schemas.export
+
+test: venv lint stack-up
+	source .cache/stack.env && $(PY) -m pytest -q -p no:cacheprovider tests
+
+test-unit: venv
+	$(PY) -m pytest -q tests/unit
+
+run: venv stack-up
+	source .cache/stack.env && $(PY) -m services.launcher
+
+bench: venv stack-up
+	source .cache/stack.env && $(PY) bench/relay_chain.py
+
+clean: stack-down
+	rm -rf .cache .venv

@@ -1,0 +1,1 @@
+"""Backup guardian: backups that are proven restorable."""

@@ -1,0 +1,3 @@
+from services.backup.app import guardian
+
+guardian.main()

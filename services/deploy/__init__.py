@@ -1,0 +1,1 @@
+"""Deploy guardian: staged rollouts with canary analysis and automatic rollback."""

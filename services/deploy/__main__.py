@@ -1,0 +1,3 @@
+from services.deploy.app import guardian
+
+guardian.main()

@@ -1,0 +1,1 @@
+"""Incident service: emergency procedures, incident log, post-incident analysis."""

@@ -1,0 +1,3 @@
+from services.incident.app import guardian
+
+guardian.main()

@@ -1,0 +1,1 @@
+"""Migration guardian: assesses, verifies and gates every change before it deploys."""

@@ -1,0 +1,3 @@
+from services.migration.app import guardian
+
+guardian.main()

@@ -1,0 +1,1 @@
+"""Process guardian: continuous health, graded green / yellow / red."""

@@ -1,0 +1,3 @@
+from services.process.app import guardian
+
+guardian.main()

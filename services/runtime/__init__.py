@@ -1,0 +1,7 @@
+"""What every guardian runs on: bus wiring, settings, database, exactly-once handling,
+outbox relay, dead letters, tracing, metrics and health endpoints."""
+
+from services.runtime.guardian import Guardian
+from services.runtime.handling import Context
+
+__all__ = ["Context", "Guardian"]

