@@ -47,7 +47,9 @@ class OpsAlert(Event):
     dedup_key: DedupKey
     severity: AlertSeverity
     summary: str = Field(min_length=1)
-    raised_by: Guardian
+    raised_by: ServiceName
+    """The service that raised it: one of the five guardians (`Guardian`) or another service
+    on the runtime, such as the dashboard's read model."""
     service: ServiceName | None = None
     details: str | None = None
     resolved: bool = False

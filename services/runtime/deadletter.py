@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from aiokafka.structs import ConsumerRecord
 
+from schemas.envelope import Envelope
+from schemas.events.ops import AlertSeverity, OpsAlert
 from services.runtime.outbox import OutboxMessage
 
 
@@ -36,4 +38,28 @@ def dead_letter(
     ]
     return OutboxMessage(
         topic=f"{record.topic}.dlq", key=record.key, value=record.value or b"", headers=headers
+    )
+
+
+def rejected_command_alert(
+    record: ConsumerRecord[bytes, bytes], rejection: Rejection, service: str, signer: str | None
+) -> OutboxMessage:
+    """People hear about a forged or unsigned command, not only the dead-letter topic."""
+    alert = OpsAlert(
+        dedup_key=f"rejected-command:{service}:{record.topic}:{signer or 'unsigned'}",
+        severity=AlertSeverity.WARNING,
+        summary=f"{service} rejected a {record.topic} command: {rejection.reason}"[:500],
+        raised_by=service,
+        details=(
+            f"dead-lettered to {record.topic}.dlq from partition {record.partition} "
+            f"offset {record.offset}"
+        ),
+    )
+    envelope = Envelope(
+        type=alert.ce_type(), source=f"guardians/{service}", subject=alert.dedup_key,
+        correlation_id=alert.dedup_key,
+    )
+    return OutboxMessage(
+        OpsAlert.TOPIC, alert.dedup_key.encode(), alert.model_dump_json().encode(),
+        envelope.to_headers(),
     )

@@ -28,7 +28,7 @@ from schemas.registry import Registry, TopicSpec, UnknownTopicError
 from schemas.signing import SignatureError, SigningKey, TrustedKeys
 from services.runtime import metrics, outbox
 from services.runtime.db import Connection
-from services.runtime.deadletter import Rejection, dead_letter
+from services.runtime.deadletter import Rejection, dead_letter, rejected_command_alert
 from services.runtime.outbox import OutboxMessage
 from services.runtime.telemetry import context_from_traceparent, current_traceparent
 
@@ -264,7 +264,13 @@ class RecordHandler:
             event_id, record.topic, record.partition, record.offset, rejection.reason,
             rejection.error_class,
         )
-        await outbox.write(conn, [dead_letter(record, rejection, self.service)])
+        messages = [dead_letter(record, rejection, self.service)]
+        if rejection.kind == "bad_signature":
+            signer = None
+            with contextlib.suppress(EnvelopeError):
+                signer = Envelope.from_headers(record.headers or ()).signer
+            messages.append(rejected_command_alert(record, rejection, self.service, signer))
+        await outbox.write(conn, messages)
         metrics.DEAD_LETTERS.labels(self.service, record.topic, rejection.kind).inc()
         metrics.EVENTS_HANDLED.labels(self.service, record.topic, "dead_lettered").inc()
         log.warning(

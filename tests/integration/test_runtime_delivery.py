@@ -169,6 +169,13 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_rest_flow(
     reasons = " ".join(m.headers["dlq_reason"] for m in order_dlq)
     assert "unknown key 'mallory'" in reasons and "unsigned" in reasons
     assert counts == Counter({6: 1, 7: 1}), "valid events behind the poison were not handled"
+    alerts = [
+        json.loads(m.value)
+        for m in await read_topic(bootstrap, "ops.alerts", until_count=10_000, timeout_s=3)
+    ]
+    ours = {a["dedup_key"] for a in alerts if a["raised_by"] == run.name}
+    assert ours == {f"rejected-command:{run.name}:{topics.order.TOPIC}:mallory",
+                    f"rejected-command:{run.name}:{topics.order.TOPIC}:unsigned"}
     conn = await asyncpg.connect(database_url)
     try:
         recorded = await conn.fetchval(f'SELECT count(*) FROM "{run.name}".dead_letters')
