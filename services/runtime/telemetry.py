@@ -61,6 +61,10 @@ def configure_logging(service: str, level: str, stream: TextIO = sys.stderr) -> 
     root.setLevel(level)
     # aiokafka is chatty at INFO about every rebalance step; its warnings still come through.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # faststream installs its own coloured stderr handler: route it through ours instead.
+    framework = logging.getLogger("faststream")
+    framework.handlers.clear()
+    framework.propagate = True
 
 
 class JsonLinesSpanExporter(SpanExporter):
