@@ -44,6 +44,8 @@ from services.runtime.telemetry import configure_logging, configure_tracing
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
+HOUSEKEEPING_INTERVAL_S = 600.0
+SHUTDOWN_FLUSH_S = 10.0
 Records = tuple[ConsumerRecord[bytes, bytes], ...]
 
 
@@ -167,7 +169,7 @@ class Guardian:
         )
         if self._routes:
             await self._start_consumer()
-        for seconds, task in self._periodic:
+        for seconds, task in [*self._periodic, (HOUSEKEEPING_INTERVAL_S, self._housekeeping)]:
             self._tasks.append(asyncio.create_task(self._every(seconds, task)))
         self._http = HealthServer(s.http_host, s.port_for(self.name), self.readiness)
         await self._http.start()
@@ -291,6 +293,18 @@ class Guardian:
             except Exception:
                 log.exception("periodic task %s failed", task.__name__)
 
+    async def _housekeeping(self, ctx: Context) -> None:
+        """Keep the delivery tables bounded."""
+        s = self.settings
+        await ctx.conn.execute(
+            "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
+            s.outbox_retention_hours * 3600,
+        )
+        await ctx.conn.execute(
+            "DELETE FROM processed_events WHERE processed_at < now() - make_interval(secs => $1)",
+            s.dedupe_retention_days * 86400,
+        )
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Context]:
         """A transaction outside event handling (timers, CLI-driven actions) that can emit."""
@@ -324,8 +338,11 @@ class Guardian:
         for task in self._tasks:
             task.cancel()
         if self.relay is not None:
-            with contextlib.suppress(Exception):
-                await self.relay.stop()
+            try:  # bounded: a broker that is gone must not hold the process forever
+                await asyncio.wait_for(self.relay.stop(), SHUTDOWN_FLUSH_S)
+            except Exception as exc:
+                log.warning("outbox not fully flushed at stop (%s); rows are kept and "
+                            "published by the next start", exc)
         if self._producer is not None:
             await self._producer.stop()
         if self._http is not None:

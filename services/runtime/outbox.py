@@ -23,6 +23,7 @@ from services.runtime import metrics
 from services.runtime.db import Connection
 
 log = logging.getLogger(__name__)
+LOCK_BUSY = -1
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        while await self.drain_once() == self._batch:
+        while await self.drain_once() > 0:
             pass
 
     async def _run(self) -> None:
@@ -92,8 +93,15 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
             self._wake.clear()
             try:
-                while await self.drain_once() == self._batch:
-                    pass
+                busy = 0
+                while (published := await self.drain_once()) != 0:
+                    if published == LOCK_BUSY:
+                        # Another replica is publishing: our rows follow right after its
+                        # batch; if it stays busy, the next poll picks them up.
+                        busy += 1
+                        if busy > 50:
+                            break
+                        await asyncio.sleep(0.005)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -102,10 +110,11 @@ class OutboxRelay:
                 await asyncio.sleep(self._poll_interval_s)
 
     async def drain_once(self) -> int:
-        """Publish up to one batch of unsent rows; return how many were published."""
+        """Publish up to one batch of unsent rows; return how many were published, or
+        LOCK_BUSY when another replica's relay holds the lock."""
         async with self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_id):
-                return 0
+                return LOCK_BUSY
             rows = await conn.fetch(
                 "SELECT id, topic, key, value, header_names, header_values, created_at"
                 " FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",

@@ -43,6 +43,11 @@ class RuntimeSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     """The relay is woken after each transaction; polling only picks up rows left by a crash."""
     db_pool_size: int = Field(default=4, ge=1)
+    dedupe_retention_days: float = Field(default=30, gt=0)
+    """How long event ids are remembered; longer than any topic's retention, so a
+    re-delivery is always recognised."""
+    outbox_retention_hours: float = Field(default=24, gt=0)
+    """Published outbox rows are kept this long for inspection, then deleted."""
     session_timeout_ms: int = Field(default=10_000, ge=6_000)
     """How long the group waits for a silent replica before moving its partitions (a SIGKILLed
     replica's partitions are idle this long); 6 s is the broker's default minimum."""
