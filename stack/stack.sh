@@ -54,6 +54,8 @@ fi
 
 log() { printf 'stack: %s\n' "$*"; }
 is_root() { [[ $(id -u) -eq 0 ]]; }
+# A database URL fit for a terminal: the password, if any, masked.
+redact() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
 warn() { printf 'stack: WARNING: %s\n' "$*" >&2; }
 die() { printf 'stack: ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -141,6 +143,8 @@ kafka_running() { pid_alive "$KAFKA_PID" "$KAFKA_CONF"; }
 # Start the broker+controller in its own session (Ctrl-C in a terminal must not reach it).
 kafka_start() {
   if kafka_running; then
+    grep -q "^listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT," "$KAFKA_CONF" \
+      || die "kafka already runs on other ports (see $KAFKA_CONF): stack/stack.sh down first"
     return 0
   fi
   rm -f "$KAFKA_PID"
@@ -154,10 +158,11 @@ kafka_start() {
   kafka_format
   log "kafka: starting on $KAFKA_BOOTSTRAP (controller 127.0.0.1:$CONTROLLER_PORT)"
   # The inner bash writes its own pid and then becomes java, so the pid file is java's pid.
+  # 9>&-: the daemon must not inherit the lock fd, or it would hold the lock forever.
   # shellcheck disable=SC2016  # $$, $0 and $@ are the inner bash's
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$KAFKA_PID" "${KAFKA_JAVA[@]}" \
     -Xms256m "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
-    kafka.Kafka "$KAFKA_CONF" >>"$LOGS/kafka.out" 2>&1 </dev/null &
+    kafka.Kafka "$KAFKA_CONF" >>"$LOGS/kafka.out" 2>&1 </dev/null 9>&- &
   local deadline=$((SECONDS + 5))
   until [[ -s $KAFKA_PID ]] || ((SECONDS >= deadline)); do sleep 0.05; done
 }
@@ -251,15 +256,21 @@ pg_running() { pid_alive "$PG_DATA/postmaster.pid" "$PG_DATA"; }
 # TCP on 127.0.0.1 only, no unix socket (no socket-dir permissions or path-length limits).
 pg_start() {
   if pg_running; then
+    [[ "$(sed -n 4p "$PG_DATA/postmaster.pid")" == "$PG_PORT" ]] \
+      || die "$PG_LABEL already runs on another port: stack/stack.sh down first"
     return 0
   fi
+  # A postmaster.pid left by a killed server names a pid that may now be someone else's,
+  # which PostgreSQL would take for a live server; pg_running just showed it is not ours.
+  rm -f "$PG_DATA/postmaster.pid"
   port_open "$PG_PORT" && die "port $PG_PORT is taken by a process this script did not start"
   touch "$LOGS/pg.log"
   if is_root; then chown "$PG_OS_USER:" "$LOGS/pg.log"; fi
   log "$PG_LABEL: starting on 127.0.0.1:$PG_PORT"
+  # 9>&- (on the last line): the server must not inherit the lock fd.
   as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$LOGS/pg.log" -w -t "$PG_READY_S" \
     -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='' -c max_connections=200" \
-    >/dev/null || { tail -n 20 "$LOGS/pg.log" >&2; die "$PG_LABEL did not start, see $LOGS/pg.log"; }
+    >/dev/null 9>&- || { tail -n 20 "$LOGS/pg.log" >&2; die "$PG_LABEL did not start, see $LOGS/pg.log"; }
 }
 
 pg_psql() {
@@ -278,7 +289,7 @@ SQL
 
 # Ready = SELECT 1 through the exact URL the services and tests get.
 pg_wait() {
-  "$PY" "$PROBE" pg "$1" --timeout "$PG_READY_S" || die "PostgreSQL at $1 does not answer"
+  "$PY" "$PROBE" pg "$1" --timeout "$PG_READY_S" || die "PostgreSQL at $(redact "$1") does not answer"
 }
 
 pg_up() {
@@ -367,9 +378,9 @@ pg_status() {
     fi
   fi
   if "$PY" "$PROBE" pg "$url" --timeout 5 2>/dev/null; then
-    log "$label: ready at $url"
+    log "$label: ready at $(redact "$url")"
   else
-    log "$label: not answering at $url"
+    log "$label: not answering at $(redact "$url")"
     return 1
   fi
 }
