@@ -1,0 +1,1 @@
+"""The `guardians` command for people and CI."""
