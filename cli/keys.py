@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from services.runtime.keyring import PRODUCERS, ensure_keyring
-
 keys_app = typer.Typer(help="Ed25519 signing keys for commands (change.submitted, reviews...).")
 
 
@@ -20,6 +18,8 @@ def init(
 
     Example: guardians keys init .cache/keys
     """
+    from services.runtime.keyring import PRODUCERS, ensure_keyring  # keep `guardians` quick
+
     trusted = ensure_keyring(folder)
     typer.echo(f"keys for {', '.join(PRODUCERS)} in {folder}; trusted keys: {trusted}")
 

@@ -15,9 +15,11 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each module adds its commands; importing them here keeps `cli.main:app` the one entry.
-    from cli import keys
+    from cli import keys, lint, verify
 
     keys.register(app)
+    lint.register(app)
+    verify.register(app)
 
 
 _register()

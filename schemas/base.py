@@ -50,6 +50,9 @@ class StrictModel(BaseModel):
         strict=True,
         allow_inf_nan=False,
         use_attribute_docstrings=True,
+        # Validators are built on first use: a command that imports the contract but never
+        # validates an event (`guardians lint`) does not pay for building all of them.
+        defer_build=True,
     )
 
 

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.signing import SigningKey, TrustedKeys
+from services.runtime.config import GuardiansConfig, load_config
 
 SERVICE_PORTS: dict[str, int] = {
     "migration": 9101,
@@ -28,6 +29,9 @@ class RuntimeSettings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     database_url: SecretStr = SecretStr("postgresql://guardians@127.0.0.1:55432/guardians")
+    shadow_database_url: SecretStr | None = None
+    """Where the migration guardian creates its scratch databases (a server of the target's
+    major version); unset: the guardians' own server."""
     http_host: str = "127.0.0.1"
     http_port: int | None = None
     """None: the service's default port from SERVICE_PORTS; 0: pick a free port."""
@@ -59,6 +63,9 @@ class RuntimeSettings(BaseSettings):
     trusted_keys_file: Path | None = None
     """YAML mapping signer name -> base64url Ed25519 public key."""
 
+    config_file: Path | None = None
+    """guardians.yaml (per managed service policies); unset: every service gets defaults."""
+
     log_level: str = "INFO"
     trace_file: Path | None = None
     """Write finished spans as JSON lines here (tests, offline debugging)."""
@@ -72,6 +79,10 @@ class RuntimeSettings(BaseSettings):
         if self.http_port is not None:
             return self.http_port
         return SERVICE_PORTS.get(service, 0)
+
+    @cached_property
+    def config(self) -> GuardiansConfig:
+        return load_config(self.config_file)
 
     @cached_property
     def signing(self) -> SigningKey | None:

@@ -110,3 +110,27 @@ async def read_topic(
 async def fresh_topics(bootstrap: str, registry: Registry) -> str:
     await ensure_topics(bootstrap, registry.all())
     return uuid.uuid4().hex[:8]
+
+
+async def wait_for(
+    bootstrap: str, topic: str, *, subject: str, count: int = 1, timeout_s: float = 60
+) -> list[Received]:
+    """The first `count` messages on `topic` whose ce_subject is `subject` (a change id, a
+    service), read from the start of the topic; fewer if the time runs out."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[Received] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(found) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for r in records:
+                    headers = {k: v.decode(errors="replace") for k, v in r.headers}
+                    if headers.get("ce_subject") == subject:
+                        found.append(Received(r.topic, r.partition, r.offset, r.key,
+                                              r.value or b"", headers))
+    finally:
+        await consumer.stop()
+    return found[:count]

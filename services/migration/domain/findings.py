@@ -69,3 +69,6 @@ class Finding:
     preexisting: bool = True
     """False when `target` was created earlier in the same change: no one else can hold or
     wait for its locks, and it has no rows yet."""
+    rollback: bool = False
+    """Found in a down (rollback) script: reported, but it grades only as a rollback defect,
+    since the down script runs only when the change is rolled back."""

@@ -1,0 +1,184 @@
+"""A migration script cut into parsed statements, each with its text and 1-based position.
+
+PostgreSQL's parser reports statement locations as byte offsets into the UTF-8 text, and
+error positions as character positions; both become character offsets here, then line and
+column (columns count characters). A syntax error never stops the analysis: the script is
+cut at its `;` tokens and every piece that parses is still analysed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from pglast import parser
+
+from services.migration.domain.sql_nodes import Node, unwrap
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_LONG_WORD = re.compile(r"[^\W\d][\w$]{31,}|\"[^\"]{32,}\"")
+IDENTIFIER_MAX_BYTES = 63
+"""NAMEDATALEN - 1: the scanner truncates longer identifiers before the parser sees them."""
+
+
+@dataclass(frozen=True)
+class SourceStatement:
+    kind: str
+    """The parse node's type, as PostgreSQL names it (`AlterTableStmt`)."""
+    node: Node
+    text: str
+    start: int
+    """Character offset of the first token in the script."""
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class SyntaxProblem:
+    message: str
+    """PostgreSQL's own message (`syntax error at or near "SELEC"`)."""
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class ParsedScript:
+    statements: tuple[SourceStatement, ...]
+    errors: tuple[SyntaxProblem, ...] = ()
+
+
+class _Positions:
+    """Byte offsets -> character offsets -> (line, column), cheap when called in order."""
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+        self.encoded: bytes | None = None if sql.isascii() else sql.encode()
+        self._byte = 0
+        self._char = 0
+
+    def char(self, byte_offset: int) -> int:
+        if self.encoded is None:
+            return byte_offset
+        if byte_offset < self._byte:
+            self._byte = self._char = 0
+        piece = self.encoded[self._byte:byte_offset]
+        self._char += len(piece.decode("utf-8", errors="ignore"))
+        self._byte = byte_offset
+        return self._char
+
+    def line_column(self, offset: int) -> tuple[int, int]:
+        offset = max(0, min(offset, len(self.sql)))
+        line_start = self.sql.rfind("\n", 0, offset) + 1
+        return self.sql.count("\n", 0, offset) + 1, offset - line_start + 1
+
+
+def parse_script(sql: str) -> ParsedScript:
+    """Every statement of `sql`, in order; syntax errors as `SyntaxProblem`s."""
+    try:
+        tree = json.loads(parser.parse_sql_json(sql))
+    except parser.ParseError as error:
+        return _parse_piecewise(sql, error)
+    positions = _Positions(sql)
+    return ParsedScript(tuple(_statements(sql, tree.get("stmts", []), 0, positions)))
+
+
+def _statements(
+    sql: str, raw: list[Node], base: int, positions: _Positions
+) -> list[SourceStatement]:
+    """`base`: the character offset in the whole script of the text that was parsed."""
+    out = []
+    for item in raw:
+        kind, node = unwrap(item.get("stmt"))
+        start = positions.char(int(item.get("stmt_location", 0)))
+        length = int(item.get("stmt_len", 0))
+        end = positions.char(int(item.get("stmt_location", 0)) + length) if length else None
+        piece = sql[start:end] if end is not None else sql[start:]
+        lead = len(piece) - len(piece.lstrip())
+        start += lead
+        line, column = positions.line_column(start)
+        out.append(SourceStatement(kind, node, piece.strip(), base + start, line, column))
+    return out
+
+
+def _parse_piecewise(sql: str, first_error: parser.ParseError) -> ParsedScript:
+    try:
+        pieces = _split_at_semicolons(sql)
+    except parser.ParseError:
+        return ParsedScript((), (_problem(sql, first_error, sql, 0),))
+    statements: list[SourceStatement] = []
+    errors: list[SyntaxProblem] = []
+    for start, end in pieces:
+        piece = sql[start:end]
+        try:
+            tree = json.loads(parser.parse_sql_json(piece))
+        except parser.ParseError as error:
+            errors.append(_problem(piece, error, sql, start))
+            continue
+        local = _statements(piece, tree.get("stmts", []), 0, _Positions(piece))
+        for statement in local:
+            offset = start + statement.start
+            line, column = _Positions(sql).line_column(offset)
+            statements.append(SourceStatement(
+                statement.kind, statement.node, statement.text, offset, line, column))
+    if not errors:  # the pieces parse alone but not together: report the first error whole
+        errors.append(_problem(sql, first_error, sql, 0))
+    return ParsedScript(tuple(statements), tuple(errors))
+
+
+def _split_at_semicolons(sql: str) -> list[tuple[int, int]]:
+    pieces = []
+    start = 0
+    for token in parser.scan(sql):
+        if token.name == "ASCII_59":
+            pieces.append((start, token.start))
+            start = token.end + 1
+    if sql[start:].strip():
+        pieces.append((start, len(sql)))
+    return [(s, e) for s, e in pieces if sql[s:e].strip()]
+
+
+def _problem(piece: str, error: parser.ParseError, sql: str, base: int) -> SyntaxProblem:
+    message = str(error.args[0]) if error.args else str(error)
+    offset = _error_offset(piece, error)
+    line, column = _Positions(sql).line_column(base + offset)
+    return SyntaxProblem(message, line, column)
+
+
+def _error_offset(piece: str, error: parser.ParseError) -> int:
+    """The error's character offset in `piece`.
+
+    PostgreSQL reports error positions in characters, but pglast converts them as if they
+    were bytes, which is wrong after a multibyte character. The same text with each
+    non-ASCII character replaced by one ASCII letter has the same character offsets and
+    fails at the same place, and there bytes and characters agree.
+    """
+    location = error.args[1] if len(error.args) > 1 else None
+    if location is None:
+        return len(piece.rstrip())
+    if piece.isascii():
+        return int(location)
+    try:
+        parser.parse_sql_json(_NON_ASCII.sub("x", piece))
+    except parser.ParseError as ascii_error:
+        ascii_location = ascii_error.args[1] if len(ascii_error.args) > 1 else None
+        if ascii_location is not None:
+            return int(ascii_location)
+    return int(location)
+
+
+def long_identifiers(statement: str) -> list[str]:
+    """Identifiers over 63 bytes in a statement's text (the parse tree has them truncated)."""
+    if not _LONG_WORD.search(statement):
+        return []
+    try:
+        tokens = parser.scan(statement)
+    except parser.ParseError:
+        return []
+    names = []
+    for token in tokens:
+        if token.name == "IDENT" or token.kind != "NO_KEYWORD":
+            name = statement[token.start:token.end + 1].strip('"')
+            if len(name.encode()) > IDENTIFIER_MAX_BYTES:
+                names.append(name)
+    return names
