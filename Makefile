@@ -39,6 +39,7 @@ stack-status:
 
 schemas: venv
 	$(PY) -m schemas.export
+	$(PY) -c "from services.runtime.config import write_schema; print('wrote', write_schema())"
 
 test: venv lint stack-up
 	source .cache/stack.env && $(PY) -m pytest -q -p no:cacheprovider tests

@@ -98,3 +98,21 @@ def load_config(path: Path | None) -> GuardiansConfig:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from exc
+
+
+def json_schema() -> str:
+    """The JSON Schema of guardians.yaml, for editor completion (`make schemas` writes it)."""
+    import json
+
+    schema = GuardiansConfig.model_json_schema()
+    schema["$id"] = "urn:guardians:config"
+    schema["title"] = "guardians.yaml"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "guardians.yaml.schema.json"
+
+
+def write_schema() -> Path:
+    SCHEMA_FILE.write_text(json_schema())
+    return SCHEMA_FILE
