@@ -11,7 +11,6 @@ The adapter is imported inside the command, so `guardians --help` stays fast.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import sys
@@ -49,11 +48,12 @@ def verify(
     output: Annotated[OutputFormat, typer.Option("--format", help="Report format.")] =
         OutputFormat.TEXT,
 ) -> None:
-    """Verify a migration on a scratch database: up applies, down restores the baseline,
-    up applies again.
+    """Verify a migration on a scratch database: up, rollback to the baseline, up again.
 
     Example: guardians verify --up 0042/up.sql --down 0042/down.sql --baseline migrations/
     """
+    import asyncio
+
     from schemas.events.change import MigrationScript
     from services.migration.adapters.shadow import (
         BaselineError,

@@ -65,21 +65,23 @@ ORDER BY 1, a.attnum
 """
 
 # NOT NULL constraints (contype 'n', catalogued from PostgreSQL 18) are left out: nullability
-# is compared on the column, which also keeps snapshots of 15 and 18 comparable.
+# is compared on the column, which also keeps snapshots of 15 and 18 comparable. A
+# partition's copy of its parent's constraint (conparentid) comes with the parent's.
 _CONSTRAINTS = """
 SELECT n.nspname || '.' || c.relname AS table_name, k.conname AS name,
        pg_get_constraintdef(k.oid) AS definition
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE k.contype::text <> 'n'
+WHERE k.contype::text <> 'n' AND k.conparentid = 0
   AND n.nspname !~ '^(pg_|information_schema$)'
   AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                   AND d.objid = c.oid AND d.deptype = 'e')
 """
 
 # An index that backs a PRIMARY KEY, UNIQUE or EXCLUDE constraint is reported through the
-# constraint, so a missing key is one finding, not two.
+# constraint, so a missing key is one finding, not two; a partition's copy of its parent's
+# index comes and goes with the parent's.
 _INDEXES = """
 SELECT n.nspname || '.' || ic.relname AS name, tn.nspname || '.' || tc.relname AS table_name,
        pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' (INVALID)' END
@@ -92,8 +94,9 @@ JOIN pg_namespace tn ON tn.oid = tc.relnamespace
 WHERE n.nspname !~ '^(pg_|information_schema$)'
   AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                   AND d.objid = ic.oid AND d.deptype = 'e')
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint k
+  AND NOT EXISTS (SELECT FROM pg_constraint k
                   WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x'))
+  AND NOT EXISTS (SELECT FROM pg_inherits pi WHERE pi.inhrelid = i.indexrelid)
 """
 
 # Identity columns' sequences are part of the column (its `identity`), so they are left out.
@@ -123,6 +126,7 @@ WHERE n.nspname !~ '^(pg_|information_schema$)'
   AND o.deptype IS DISTINCT FROM 'i'
 """
 
+# deptype 'i': a range type's constructors, made and dropped with the type.
 _FUNCTIONS = """
 SELECT n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
          AS name,
@@ -135,7 +139,7 @@ SELECT n.nspname || '.' || p.proname || '(' || pg_get_function_identity_argument
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname !~ '^(pg_|information_schema$)'
   AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                  AND d.objid = p.oid AND d.deptype = 'e')
+                  AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
 """
 
 # Internal triggers implement foreign keys (reported as constraints); a partition's trigger

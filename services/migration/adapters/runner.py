@@ -29,7 +29,7 @@ _LOCK_MODES = {
 }
 
 _RELATIONS = """
-SELECT c.oid, n.nspname || '.' || c.relname AS name, c.relfilenode, c.relkind,
+SELECT c.oid, n.nspname || '.' || c.relname AS name, c.relfilenode, c.relkind::text AS relkind,
        coalesce(i.indrelid, 0::oid) AS table_oid
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -76,6 +76,11 @@ def redacted(dsn: str) -> str:
     return f"{scheme}//{credentials.split(':', 1)[0]}:***@{tail}"
 
 
+def scratch_name() -> str:
+    """A fresh name per check: two checks at once never share a scratch database."""
+    return SCRATCH_PREFIX + secrets.token_hex(6)
+
+
 @asynccontextmanager
 async def scratch_database(
     dsn: str, *, statement_timeout_s: float = 300
@@ -87,7 +92,7 @@ async def scratch_database(
     except (OSError, asyncpg.PostgresError, TimeoutError) as error:
         raise ShadowDatabaseError(f"cannot reach the shadow PostgreSQL at {redacted(dsn)}: "
                                   f"{error}") from error
-    name = SCRATCH_PREFIX + secrets.token_hex(6)
+    name = scratch_name()
     try:
         try:
             # template0: a scratch database must not inherit whatever was added to template1.
@@ -173,6 +178,7 @@ class _Check:
         self.findings: list[Finding] = []
         self.differences: tuple[CatalogDifference, ...] = ()
         self.untraced: list[str] = []
+        self.skipped: set[tuple[str, int]] = set()
 
     async def run(self, scripts: Sequence[MigrationScript], *, trace: bool) -> None:
         states = [await take_snapshot(self.conn)]
@@ -195,11 +201,12 @@ class _Check:
                 self.findings.append(_missing_rollback(script, states[index], states[index + 1]))
         if first == len(scripts):
             return
-        await self._roll_back(scripts[first:], states[first])
-        await self._reapply(scripts[first:])
+        if await self._roll_back(scripts[first:], states[first]):
+            await self._reapply(scripts[first:])
 
     async def _roll_back(self, scripts: Sequence[MigrationScript], before: CatalogSnapshot
-                         ) -> None:
+                         ) -> bool:
+        """False when a down script fails: the up scripts are then still applied."""
         for script in reversed(scripts):
             assert script.down_sql is not None
             run = await self._apply(down_name(script.name), script.down_sql, trace=False)
@@ -207,16 +214,15 @@ class _Check:
                 self.rollback = StepOutcome.FAILED
                 self._fail(ROLLBACK_FAILED, Effect.ROLLBACK_DEFECT, run.failure,
                            "the down script fails")
-                return
+                return False
         self.differences = compare(before, await take_snapshot(self.conn))
         file = down_name(scripts[0].name) if len(scripts) == 1 else None
         self.findings.extend(d.to_finding(file) for d in self.differences)
         restored = not any(d.severity is Severity.ERROR for d in self.differences)
         self.rollback = StepOutcome.PASSED if restored else StepOutcome.FAILED
+        return True
 
     async def _reapply(self, scripts: Sequence[MigrationScript]) -> None:
-        if self.rollback is StepOutcome.FAILED and self.error is not None:
-            return  # the down script failed: the up scripts are still applied
         for script in scripts:
             run = await self._apply(script.name, script.up_sql, trace=False)
             if run.failure:
@@ -232,6 +238,9 @@ class _Check:
             self.untraced.append(name)
         run = await run_script(self.conn, plan, trace=trace)
         for statement in run.skipped:
+            if (name, statement.line) in self.skipped:
+                continue  # the up script runs twice: one finding is enough
+            self.skipped.add((name, statement.line))
             self.findings.append(Finding(
                 rule=SKIPPED_STATEMENT, severity=Severity.WARNING, effect=Effect.ADVISORY,
                 message="not run on the shadow database: it acts outside the database "

@@ -125,7 +125,7 @@ _RULES = {
     Change.REORDERED: "rollback-reorders-columns",
     Change.REFORMATTED: "rollback-reformats-function",
 }
-"""The finding rule for each kind of difference (stable ids: suppressions use them)."""
+"""The finding rule for each kind of difference: stable ids, like the static rules'."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class CatalogDifference:
 
     @property
     def harmless(self) -> bool:
-        """A difference no query can notice except `SELECT *` (a re-added column now last)."""
+        """Column order (only `SELECT *` notices) or a function's layout (nothing does)."""
         return self.severity is not Severity.ERROR
 
     @property
@@ -155,8 +155,8 @@ class CatalogDifference:
             return f"{self.object} is left behind by the rollback ({self.after})"
         if self.change is Change.REORDERED:
             return (f"{self.object}: column order changed by the rollback "
-                    f"({self.before} -> {self.after}); harmless unless something relies on "
-                    "SELECT * order")
+                    f"({self.detail or f'{self.before} -> {self.after}'}); harmless unless "
+                    "something relies on SELECT * order")
         if self.change is Change.REFORMATTED:
             return (f"{self.object} was re-created with different layout or comments only; "
                     "harmless (it behaves the same)")
@@ -242,7 +242,8 @@ def _changed(name: ObjectName, before: str, after: str) -> CatalogDifference:
         if old and new and old[0] == new[0]:
             if sorted(old[1]) == sorted(new[1]):
                 return CatalogDifference(name, Change.REORDERED, Severity.WARNING,
-                                         ", ".join(old[1]), ", ".join(new[1]))
+                                         ", ".join(old[1]), ", ".join(new[1]),
+                                         _moved(old[1], new[1]))
             added = [c for c in new[1] if c not in old[1]]
             removed = [c for c in old[1] if c not in new[1]]
             detail = "; ".join(part for part in (
@@ -324,9 +325,30 @@ def _column_differences(
     if kept_before != kept_after:
         found.append(CatalogDifference(
             ObjectName(ObjectKind.TABLE, table), Change.REORDERED, Severity.WARNING,
-            ", ".join(kept_before), ", ".join(kept_after),
+            ", ".join(kept_before), ", ".join(kept_after), _moved(kept_before, kept_after),
         ))
     return found
+
+
+def _moved(before: list[str], after: list[str]) -> str:
+    """The columns that changed place: those outside the longest run both orders share
+    (a column dropped and re-added shows up alone, not as the whole table)."""
+    common = [[0] * (len(after) + 1) for _ in range(len(before) + 1)]
+    for i, old in enumerate(before):
+        for j, new in enumerate(after):
+            common[i + 1][j + 1] = (common[i][j] + 1 if old == new
+                                    else max(common[i][j + 1], common[i + 1][j]))
+    stayed, i, j = set(), len(before), len(after)
+    while i and j:
+        if before[i - 1] == after[j - 1]:
+            stayed.add(before[i - 1])
+            i, j = i - 1, j - 1
+        elif common[i][j - 1] >= common[i - 1][j]:
+            j -= 1  # on a tie, blame the later column: a re-added column lands last
+        else:
+            i -= 1
+    moved = [c for c in after if c not in stayed]
+    return f"moved: {', '.join(moved)}"
 
 
 def additions_only(differences: Iterable[CatalogDifference]) -> bool:
