@@ -62,7 +62,14 @@ async def create_pool(dsn: str, schema: str, size: int) -> asyncpg.Pool:
         min_size=1,
         max_size=size,
         server_settings={"search_path": schema, "application_name": f"guardians-{schema}"},
+        # asyncpg resets session state on every release (one more round trip per batch).
+        # Handlers change settings with SET LOCAL only, which ends with the transaction.
+        reset=_keep_session,
     )
+
+
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    return None
 
 
 async def migrate(pool: asyncpg.Pool, schema: str, migrations: list[Migration]) -> list[str]:

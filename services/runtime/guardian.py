@@ -36,7 +36,7 @@ from opentelemetry import trace
 from schemas.base import Event
 from schemas.registry import Registry
 from services.runtime import db, metrics, outbox
-from services.runtime.handling import Context, Handler, RecordHandler, Route
+from services.runtime.handling import Context, FastPathError, Handler, RecordHandler, Route
 from services.runtime.http import HealthServer
 from services.runtime.outbox import OutboxRelay
 from services.runtime.settings import RuntimeSettings
@@ -245,9 +245,17 @@ class Guardian:
             started = time.perf_counter()
             while True:
                 try:
-                    async with self.pool.acquire() as conn, conn.transaction():
-                        for record in records:
-                            await self._handler.handle(conn, record)
+                    async with self.pool.acquire() as conn:
+                        try:
+                            async with conn.transaction():
+                                await self._handler.handle_batch(conn, records)
+                        except FastPathError as reason:
+                            # Rolled back: replay event by event with savepoints, retries
+                            # and dead letters, so one bad event costs only itself.
+                            log.info("batch replayed event by event: %s", reason)
+                            async with conn.transaction():
+                                for record in records:
+                                    await self._handler.handle(conn, record)
                     break
                 except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                         asyncpg.exceptions.SerializationError,
@@ -364,5 +372,7 @@ class Guardian:
     def main(self) -> None:
         """The entry point of `python -m services.<name>`."""
         configure_logging(self.name, self.settings.log_level)
-        trace.set_tracer_provider(configure_tracing(self.name, self.settings.trace_file))
+        provider = configure_tracing(self.name, self.settings.trace_file)
+        if provider is not None:
+            trace.set_tracer_provider(provider)
         asyncio.run(self.serve())

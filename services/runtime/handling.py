@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -20,7 +21,7 @@ import asyncpg
 import pydantic
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from schemas.base import Event
 from schemas.envelope import Envelope, EnvelopeError
@@ -34,6 +35,10 @@ from services.runtime.telemetry import context_from_traceparent, current_tracepa
 
 log = logging.getLogger("guardians.events")
 E = TypeVar("E", bound=Event)
+
+
+class FastPathError(Exception):
+    """The batch cannot take the fast path: a record to reject, or a handler that raised."""
 
 
 class CommandSigningError(RuntimeError):
@@ -156,22 +161,47 @@ class RecordHandler:
                 return Rejection("bad_signature", str(exc), type(exc).__name__)
         return Decoded(envelope, event, route)
 
-    async def handle(
-        self, conn: Connection, record: ConsumerRecord[bytes, bytes]
-    ) -> str:
-        """Handle one record in `conn`'s open transaction; return the outcome label."""
-        started = time.perf_counter()
-        decoded = self.decode(record)
-        if isinstance(decoded, Rejection):
-            event_id = _kafka_id(record)
-            with contextlib.suppress(EnvelopeError):
-                event_id = Envelope.from_headers(record.headers or ()).id
-            return await self._reject(conn, record, event_id, decoded)
-        envelope = decoded.envelope
-        parent = context_from_traceparent(envelope.traceparent)
-        with self._tracer.start_as_current_span(
+    async def handle_batch(
+        self, conn: Connection, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        """The common case, in `conn`'s open transaction: every record valid, every handler
+        succeeding. One dedupe statement and one outbox write for the whole batch, handlers
+        without savepoints. Raises `FastPathError` when a record must be rejected or a
+        handler raises: the caller rolls back and replays the batch through `handle`."""
+        decoded: list[tuple[ConsumerRecord[bytes, bytes], Decoded]] = []
+        seen: set[str] = set()
+        for record in records:
+            item = self.decode(record)
+            if isinstance(item, Rejection):
+                raise FastPathError(item.reason)
+            if item.envelope.id not in seen:  # a duplicate inside the batch is claimed once
+                seen.add(item.envelope.id)
+                decoded.append((record, item))
+        fresh = await _claim_many(conn, decoded)
+        emitted: list[OutboxMessage] = []
+        for record, item in decoded:
+            if item.envelope.id not in fresh:
+                self._done(record, item.envelope, "duplicate", 0.0)
+                continue
+            started = time.perf_counter()
+            ctx = Context(conn, self.service, self.registry, self.signing, item.envelope)
+            with self._span(record, item.envelope) as span:
+                try:
+                    await item.route.handler(item.event, ctx)
+                except (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError):
+                    raise
+                except Exception as exc:
+                    raise FastPathError(f"{type(exc).__name__}: {exc}") from exc
+                span.set_attribute("guardians.outcome", "handled")
+            emitted.extend(ctx.emitted)
+            self._done(record, item.envelope, "handled", time.perf_counter() - started)
+        await outbox.write(conn, emitted)
+
+    def _span(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope
+              ) -> AbstractContextManager[Span]:
+        return self._tracer.start_as_current_span(
             f"{record.topic} process",
-            context=parent,
+            context=context_from_traceparent(envelope.traceparent),
             kind=SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
@@ -182,16 +212,14 @@ class RecordHandler:
                 "guardians.service": self.service,
                 "guardians.correlation_id": envelope.correlation_id,
             },
-        ) as span:
-            outcome, error = await self._run_handler(conn, record, decoded)
-            span.set_attribute("guardians.outcome", outcome)
-            if error is not None:
-                span.set_status(Status(StatusCode.ERROR, error.reason))
-        if error is not None:
-            outcome = await self._reject(conn, record, envelope.id, error)
-        metrics.HANDLE_SECONDS.labels(self.service, record.topic).observe(
-            time.perf_counter() - started
         )
+
+    def _done(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, outcome: str,
+              seconds: float) -> None:
+        """One log line and the metrics for a handled or duplicate event."""
+        metrics.EVENTS_HANDLED.labels(self.service, record.topic, outcome).inc()
+        if outcome == "handled":
+            metrics.HANDLE_SECONDS.labels(self.service, record.topic).observe(seconds)
         log.info(
             "event %s",
             outcome,
@@ -205,6 +233,28 @@ class RecordHandler:
                 "outcome": outcome,
             },
         )
+
+    async def handle(
+        self, conn: Connection, record: ConsumerRecord[bytes, bytes]
+    ) -> str:
+        """The careful path for one record in `conn`'s open transaction: the handler in a
+        savepoint, retried, then dead-lettered. Returns the outcome label."""
+        started = time.perf_counter()
+        decoded = self.decode(record)
+        if isinstance(decoded, Rejection):
+            event_id = _kafka_id(record)
+            with contextlib.suppress(EnvelopeError):
+                event_id = Envelope.from_headers(record.headers or ()).id
+            return await self._reject(conn, record, event_id, decoded)
+        envelope = decoded.envelope
+        with self._span(record, envelope) as span:
+            outcome, error = await self._run_handler(conn, record, decoded)
+            span.set_attribute("guardians.outcome", outcome)
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, error.reason))
+        if error is not None:
+            return await self._reject(conn, record, envelope.id, error)
+        self._done(record, envelope, outcome, time.perf_counter() - started)
         return outcome
 
     async def _run_handler(
@@ -217,8 +267,6 @@ class RecordHandler:
             try:
                 async with conn.transaction():  # a savepoint: a failed attempt leaves no trace
                     if not await _claim(conn, envelope.id, record, "handled"):
-                        metrics.EVENTS_HANDLED.labels(self.service, record.topic,
-                                                      "duplicate").inc()
                         return "duplicate", None
                     await decoded.route.handler(decoded.event, ctx)
                     await outbox.write(conn, ctx.emitted)
@@ -238,7 +286,6 @@ class RecordHandler:
                 if attempt < self.max_attempts:
                     await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
                 continue
-            metrics.EVENTS_HANDLED.labels(self.service, record.topic, "handled").inc()
             return "handled", None
         assert last is not None
         return "dead_lettered", Rejection(
@@ -285,6 +332,21 @@ class RecordHandler:
 def _kafka_id(record: ConsumerRecord[bytes, bytes]) -> str:
     """The id of a message that has no readable ce_id: its place in the log."""
     return f"kafka:{record.topic}:{record.partition}:{record.offset}"
+
+
+async def _claim_many(
+    conn: Connection, decoded: Sequence[tuple[ConsumerRecord[bytes, bytes], Decoded]]
+) -> set[str]:
+    """Record a batch's events as processed in one statement; return the ids that were new."""
+    rows = await conn.fetch(
+        "INSERT INTO processed_events (event_id, topic, kafka_partition, kafka_offset, outcome)"
+        " SELECT i, t, p, o, 'handled'"
+        " FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(i, t, p, o)"
+        " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        [d.envelope.id for _, d in decoded], [r.topic for r, _ in decoded],
+        [r.partition for r, _ in decoded], [r.offset for r, _ in decoded],
+    )
+    return {row["event_id"] for row in rows}
 
 
 async def _claim(

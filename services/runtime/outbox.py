@@ -95,6 +95,8 @@ class OutboxRelay:
             try:
                 busy = 0
                 while (published := await self.drain_once()) != 0:
+                    if 0 < published < self._batch:
+                        break  # drained: no extra, empty transaction
                     if published == LOCK_BUSY:
                         # Another replica is publishing: our rows follow right after its
                         # batch; if it stays busy, the next poll picks them up.

@@ -14,7 +14,7 @@ from typing import TextIO
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -84,23 +84,31 @@ class JsonLinesSpanExporter(SpanExporter):
         return None
 
 
-def configure_tracing(service: str, trace_file: Path | None) -> TracerProvider:
-    provider = TracerProvider(resource=Resource.create({"service.name": f"guardians-{service}"}))
-    if trace_file is not None:
-        provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(trace_file)))
-    try:  # OTLP when the exporter is installed and an endpoint is configured
-        import os
+def configure_tracing(service: str, trace_file: Path | None) -> TracerProvider | None:
+    """An SDK tracer provider with the configured exporters, or None when nothing would
+    receive the spans (the API's no-op tracer then costs next to nothing per event)."""
+    import os
 
-        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    processors: list[SpanProcessor] = []
+    if trace_file is not None:
+        processors.append(SimpleSpanProcessor(JsonLinesSpanExporter(trace_file)))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
                 OTLPSpanExporter,
             )
-
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    except ImportError:
-        logging.getLogger(__name__).warning(
-            "OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp is not installed"
-        )
+        except ImportError:
+            logging.getLogger(__name__).warning(
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp is not "
+                "installed: spans are not exported"
+            )
+        else:
+            processors.append(BatchSpanProcessor(OTLPSpanExporter()))
+    if not processors:
+        return None
+    provider = TracerProvider(resource=Resource.create({"service.name": f"guardians-{service}"}))
+    for processor in processors:
+        provider.add_span_processor(processor)
     return provider
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the runtime on the real local stack (`make bench`); figures in BENCHMARKS.md."""
