@@ -117,6 +117,9 @@ class OutboxRelay:
         async with self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_id):
                 return LOCK_BUSY
+            # Losing a "sent" mark in a database crash only re-publishes rows (receivers
+            # dedupe on ce_id), so this transaction need not wait for its WAL flush.
+            await conn.execute("SET LOCAL synchronous_commit = off")
             rows = await conn.fetch(
                 "SELECT id, topic, key, value, header_names, header_values, created_at"
                 " FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",
