@@ -43,7 +43,11 @@ KAFKA_JAVA=(java -Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_SRC
 PG_FLAVOR="${GUARDIANS_PG:-embedded}"
 PG_PORT="${GUARDIANS_PG_PORT:-55432}"
 PG_NAME=guardians                     # both the role and the database
-PG_HOME="$CACHE/pg"
+PG_HOME_FILE="$CACHE/pg-home"
+# Where PostgreSQL's data (and, relocated, its binaries) live: .cache/pg, unless `up` found
+# that the server's user cannot reach into this checkout (see pg_place) and moved it.
+PG_HOME="$(cat "$PG_HOME_FILE" 2>/dev/null || echo "$CACHE/pg")"
+PG_LOG="$PG_HOME/pg.log"
 PG_READY_S=30
 MANAGED_DB_URL="postgresql://$PG_NAME@127.0.0.1:$PG_PORT/$PG_NAME"
 # A URL equal to the one this script writes (e.g. from a sourced stack.env) is still ours to run.
@@ -229,6 +233,37 @@ as_pg() {
   fi
 }
 
+# As root, the server runs as another user, who must reach its binaries and data. A checkout
+# under a private directory (mktemp -d is 0700) is out of its reach: then keep the data, and
+# a copy of the embedded binaries, under /var/lib/guardians-stack/<checkout hash> instead.
+pg_place() {
+  is_root || return 0
+  if runuser -u "$PG_OS_USER" -- test -x "$PG_BIN/postgres" \
+     && runuser -u "$PG_OS_USER" -- test -x "$CACHE"; then
+    return 0
+  fi
+  local home
+  home="/var/lib/guardians-stack/$(printf %s "$ROOT" | sha256sum | cut -c1-12)"
+  mkdir -p "$home"
+  chmod 755 /var/lib/guardians-stack "$home"
+  if [[ $PG_FLAVOR == embedded ]]; then
+    if [[ ! -x $home/pginstall/bin/postgres ]]; then
+      log "$PG_LABEL: $PG_OS_USER cannot reach this checkout; copying the server to $home"
+      cp -a "$(dirname "$PG_BIN")" "$home/pginstall.tmp"
+      chmod -R a+rX "$home/pginstall.tmp"
+      mv "$home/pginstall.tmp" "$home/pginstall"
+    fi
+    PG_BIN="$home/pginstall/bin"
+  fi
+  if [[ $PG_HOME != "$home" ]]; then
+    log "$PG_LABEL: data in $home ($PG_OS_USER cannot reach $CACHE)"
+    echo "$home" >"$PG_HOME_FILE"
+    PG_HOME="$home"
+    PG_LOG="$home/pg.log"
+  fi
+  PG_DATA="$(pg_data_of "$PG_FLAVOR")"
+}
+
 pg_user() {
   is_root || return 0
   id -u "$PG_OS_USER" >/dev/null 2>&1 && return 0
@@ -247,7 +282,7 @@ pg_init() {
   as_pg test -x "$PG_BIN/postgres" \
     || die "user $PG_OS_USER cannot execute $PG_BIN/postgres (a parent directory is not world-readable?)"
   as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --locale=C \
-    >>"$LOGS/pg.log" 2>&1 || die "initdb failed, see $LOGS/pg.log"
+    >>"$PG_LOG" 2>&1 || die "initdb failed, see $PG_LOG"
 }
 
 # postmaster.pid's first line is the server's pid; its command line names the data dir.
@@ -264,13 +299,14 @@ pg_start() {
   # which PostgreSQL would take for a live server; pg_running just showed it is not ours.
   rm -f "$PG_DATA/postmaster.pid"
   port_open "$PG_PORT" && die "port $PG_PORT is taken by a process this script did not start"
-  touch "$LOGS/pg.log"
-  if is_root; then chown "$PG_OS_USER:" "$LOGS/pg.log"; fi
+  touch "$PG_LOG"
+  if is_root; then chown "$PG_OS_USER:" "$PG_LOG"; fi
+  [[ $PG_LOG == "$LOGS/pg.log" ]] || ln -sfn "$PG_LOG" "$LOGS/pg.log"
   log "$PG_LABEL: starting on 127.0.0.1:$PG_PORT"
   # 9>&- (on the last line): the server must not inherit the lock fd.
-  as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$LOGS/pg.log" -w -t "$PG_READY_S" \
+  as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w -t "$PG_READY_S" \
     -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='' -c max_connections=200" \
-    >/dev/null 9>&- || { tail -n 20 "$LOGS/pg.log" >&2; die "$PG_LABEL did not start, see $LOGS/pg.log"; }
+    >/dev/null 9>&- || { tail -n 20 "$PG_LOG" >&2; die "$PG_LABEL did not start, see $PG_LOG"; }
 }
 
 pg_psql() {
@@ -300,6 +336,7 @@ pg_up() {
   fi
   pg_flavor "$PG_FLAVOR"
   pg_user
+  pg_place
   pg_init
   pg_start
   "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t "$PG_READY_S" \
