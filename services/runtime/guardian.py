@@ -38,7 +38,7 @@ from schemas.registry import Registry
 from services.runtime import db, metrics, outbox
 from services.runtime.handling import Context, FastPathError, Handler, RecordHandler, Route
 from services.runtime.http import HealthServer
-from services.runtime.outbox import OutboxRelay
+from services.runtime.outbox import OutboxRelay, OutboxRow
 from services.runtime.settings import RuntimeSettings
 from services.runtime.telemetry import configure_logging, configure_tracing
 
@@ -161,8 +161,9 @@ class Guardian:
             request_timeout_ms=15_000,
         )
         await self._producer.start()
-        self.relay = OutboxRelay(self.pool, self._producer, self.schema, s.outbox_poll_interval_s)
-        self.relay.start()
+        self.relay = OutboxRelay(self.pool, self._producer, self.schema,
+                                 s.outbox_poll_interval_s, s.outbox_stale_after_s)
+        await self.relay.start()
         self._handler = RecordHandler(
             self.name, self.registry, self._routes, s.trusted, s.signing,
             s.handler_max_attempts, s.handler_retry_backoff_s,
@@ -245,17 +246,19 @@ class Guardian:
             started = time.perf_counter()
             while True:
                 try:
+                    written: list[OutboxRow] = []
                     async with self.pool.acquire() as conn:
                         try:
                             async with conn.transaction():
-                                await self._handler.handle_batch(conn, records)
+                                await self._handler.handle_batch(conn, records, written)
                         except FastPathError as reason:
                             # Rolled back: replay event by event with savepoints, retries
                             # and dead letters, so one bad event costs only itself.
                             log.info("batch replayed event by event: %s", reason)
+                            written = []
                             async with conn.transaction():
                                 for record in records:
-                                    await self._handler.handle(conn, record)
+                                    await self._handler.handle(conn, record, written)
                     break
                 except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                         asyncpg.exceptions.SerializationError,
@@ -264,7 +267,7 @@ class Guardian:
                     log.warning("batch transaction failed, retrying: %s", exc)
                     await asyncio.sleep(0.5)
             metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-            self.relay.wake()
+            self.relay.publish_committed(written)
             for record in records:
                 tp = TopicPartition(record.topic, record.partition)
                 self._pending_offsets[tp] = max(
@@ -321,8 +324,8 @@ class Guardian:
             async with conn.transaction():
                 ctx = Context(conn, self.name, self.registry, self.settings.signing)
                 yield ctx
-                await outbox.write(conn, ctx.emitted)
-            self.relay.wake()
+                written = await outbox.write(conn, ctx.emitted)
+            self.relay.publish_committed(written)
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"consumer": self._broker is not None or not self._routes}

@@ -30,7 +30,7 @@ from schemas.signing import SignatureError, SigningKey, TrustedKeys
 from services.runtime import metrics, outbox
 from services.runtime.db import Connection
 from services.runtime.deadletter import Rejection, dead_letter, rejected_command_alert
-from services.runtime.outbox import OutboxMessage
+from services.runtime.outbox import OutboxMessage, OutboxRow
 from services.runtime.telemetry import context_from_traceparent, current_traceparent
 
 log = logging.getLogger("guardians.events")
@@ -162,7 +162,8 @@ class RecordHandler:
         return Decoded(envelope, event, route)
 
     async def handle_batch(
-        self, conn: Connection, records: Sequence[ConsumerRecord[bytes, bytes]]
+        self, conn: Connection, records: Sequence[ConsumerRecord[bytes, bytes]],
+        written: list[OutboxRow],
     ) -> None:
         """The common case, in `conn`'s open transaction: every record valid, every handler
         succeeding. One dedupe statement and one outbox write for the whole batch, handlers
@@ -195,7 +196,7 @@ class RecordHandler:
                 span.set_attribute("guardians.outcome", "handled")
             emitted.extend(ctx.emitted)
             self._done(record, item.envelope, "handled", time.perf_counter() - started)
-        await outbox.write(conn, emitted)
+        written += await outbox.write(conn, emitted)
 
     def _span(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope
               ) -> AbstractContextManager[Span]:
@@ -235,7 +236,7 @@ class RecordHandler:
         )
 
     async def handle(
-        self, conn: Connection, record: ConsumerRecord[bytes, bytes]
+        self, conn: Connection, record: ConsumerRecord[bytes, bytes], written: list[OutboxRow]
     ) -> str:
         """The careful path for one record in `conn`'s open transaction: the handler in a
         savepoint, retried, then dead-lettered. Returns the outcome label."""
@@ -245,20 +246,21 @@ class RecordHandler:
             event_id = _kafka_id(record)
             with contextlib.suppress(EnvelopeError):
                 event_id = Envelope.from_headers(record.headers or ()).id
-            return await self._reject(conn, record, event_id, decoded)
+            return await self._reject(conn, record, event_id, decoded, written)
         envelope = decoded.envelope
         with self._span(record, envelope) as span:
-            outcome, error = await self._run_handler(conn, record, decoded)
+            outcome, error = await self._run_handler(conn, record, decoded, written)
             span.set_attribute("guardians.outcome", outcome)
             if error is not None:
                 span.set_status(Status(StatusCode.ERROR, error.reason))
         if error is not None:
-            return await self._reject(conn, record, envelope.id, error)
+            return await self._reject(conn, record, envelope.id, error, written)
         self._done(record, envelope, outcome, time.perf_counter() - started)
         return outcome
 
     async def _run_handler(
-        self, conn: Connection, record: ConsumerRecord[bytes, bytes], decoded: Decoded
+        self, conn: Connection, record: ConsumerRecord[bytes, bytes], decoded: Decoded,
+        written: list[OutboxRow],
     ) -> tuple[str, Rejection | None]:
         envelope = decoded.envelope
         last: BaseException | None = None
@@ -269,7 +271,7 @@ class RecordHandler:
                     if not await _claim(conn, envelope.id, record, "handled"):
                         return "duplicate", None
                     await decoded.route.handler(decoded.event, ctx)
-                    await outbox.write(conn, ctx.emitted)
+                    rows = await outbox.write(conn, ctx.emitted)
             except (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError):
                 raise  # the connection is gone: the whole batch is retried from Kafka
             except Exception as exc:
@@ -286,6 +288,7 @@ class RecordHandler:
                 if attempt < self.max_attempts:
                     await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
                 continue
+            written += rows
             return "handled", None
         assert last is not None
         return "dead_lettered", Rejection(
@@ -301,6 +304,7 @@ class RecordHandler:
         record: ConsumerRecord[bytes, bytes],
         event_id: str,
         rejection: Rejection,
+        written: list[OutboxRow],
     ) -> str:
         if not await _claim(conn, event_id, record, "dead_lettered"):
             metrics.EVENTS_HANDLED.labels(self.service, record.topic, "duplicate").inc()
@@ -317,7 +321,7 @@ class RecordHandler:
             with contextlib.suppress(EnvelopeError):
                 signer = Envelope.from_headers(record.headers or ()).signer
             messages.append(rejected_command_alert(record, rejection, self.service, signer))
-        await outbox.write(conn, messages)
+        written += await outbox.write(conn, messages)
         metrics.DEAD_LETTERS.labels(self.service, record.topic, rejection.kind).inc()
         metrics.EVENTS_HANDLED.labels(self.service, record.topic, "dead_lettered").inc()
         log.warning(

@@ -1,9 +1,11 @@
 """The transactional outbox and its relay.
 
 Handlers never publish: they write rows here inside the transaction that records the event
-as processed. The relay publishes committed rows with an idempotent producer (acks=all) and
-marks them sent. A crash between publish and mark re-publishes the row; receivers' dedupe on
-`ce_id` makes that harmless.
+as processed. Once that transaction has committed, the relay publishes those rows straight
+from memory (idempotent producer, acks=all) and marks them sent shortly after, off the
+critical path. Rows that a crash left unpublished are found by a poller: all of them at
+start, then any row still unsent after `stale_after_s`. A crash between publish and mark
+re-publishes a row; receivers' dedupe on `ce_id` makes that harmless.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from services.runtime.db import Connection
 
 log = logging.getLogger(__name__)
 LOCK_BUSY = -1
+_ROWS_PER_INSERT = 1000
+"""5 parameters a row: well under PostgreSQL's 65,535 parameters per statement."""
 
 
 @dataclass(frozen=True)
@@ -34,24 +38,47 @@ class OutboxMessage:
     headers: Sequence[tuple[str, bytes]]
 
 
-async def write(conn: Connection, messages: Sequence[OutboxMessage]) -> None:
-    if not messages:
-        return
-    await conn.executemany(
-        "INSERT INTO outbox (topic, key, value, header_names, header_values)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        [
-            (m.topic, m.key, m.value, [h[0] for h in m.headers], [h[1] for h in m.headers])
-            for m in messages
-        ],
-    )
+@dataclass(frozen=True)
+class OutboxRow:
+    """A message written to the outbox in a transaction, with its row id."""
+
+    id: int
+    message: OutboxMessage
+    created: float
+    """time.time() when written, for the outbox delay metric."""
+
+
+async def write(conn: Connection, messages: Sequence[OutboxMessage]) -> list[OutboxRow]:
+    """Insert `messages` in order; return them with their row ids."""
+    rows: list[OutboxRow] = []
+    now = time.time()
+    for start in range(0, len(messages), _ROWS_PER_INSERT):
+        chunk = messages[start:start + _ROWS_PER_INSERT]
+        values = ", ".join(
+            f"(${n + 1}, ${n + 2}, ${n + 3}, ${n + 4}::text[], ${n + 5}::bytea[])"
+            for n in range(0, 5 * len(chunk), 5)
+        )
+        params: list[object] = []
+        for m in chunk:
+            params += [m.topic, m.key, m.value, [h[0] for h in m.headers],
+                       [h[1] for h in m.headers]]
+        ids = await conn.fetch(
+            "INSERT INTO outbox (topic, key, value, header_names, header_values)"  # noqa: S608
+            f" VALUES {values} RETURNING id",
+            *params,
+        )
+        # bigserial ids are drawn in VALUES order within one statement.
+        rows += [OutboxRow(i, m, now) for i, m in
+                 zip(sorted(r["id"] for r in ids), chunk, strict=True)]
+    return rows
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows in id order.
+    """Publishes committed outbox rows: directly after their commit, and by polling for rows
+    a crash left behind.
 
-    One relay per service publishes at a time (a transaction-scoped advisory lock), so rows
-    leave in the order their transactions wrote them even with several replicas.
+    Direct publication keeps commit order (one queue, one publisher task). The poller runs
+    under a transaction-scoped advisory lock, so with several replicas one polls at a time.
     """
 
     def __init__(
@@ -60,93 +87,139 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         schema: str,
         poll_interval_s: float,
+        stale_after_s: float = 10.0,
         batch: int = 500,
     ) -> None:
         self._pool = pool
         self._producer = producer
         self._lock_id = zlib.crc32(f"guardians-outbox:{schema}".encode())
         self._poll_interval_s = poll_interval_s
+        self._stale_after_s = stale_after_s
         self._batch = batch
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._queue: asyncio.Queue[list[OutboxRow]] = asyncio.Queue()
+        self._sent: list[int] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._service = schema
 
-    def wake(self) -> None:
-        self._wake.set()
+    def publish_committed(self, rows: list[OutboxRow]) -> None:
+        """Hand over rows whose transaction has committed (call it only after the commit)."""
+        if rows:
+            self._queue.put_nowait(rows)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+    async def start(self) -> None:
+        """Publish what a previous run left unsent, then start the background tasks."""
+        while await self.drain_once(stale_after_s=0) > 0:
+            pass
+        self._tasks = [
+            asyncio.create_task(self._publish_loop(), name="outbox-publish"),
+            asyncio.create_task(self._mark_loop(), name="outbox-mark"),
+            asyncio.create_task(self._poll_loop(), name="outbox-poll"),
+        ]
 
     async def stop(self) -> None:
-        """Stop the loop, then publish whatever is still pending."""
-        if self._task is not None:
-            self._task.cancel()
+        """Publish what is queued, record the marks, stop the tasks."""
+        await self._queue.join()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        while await self.drain_once() > 0:
-            pass
+                await task
+        self._tasks = []
+        await self._mark_sent()
 
-    async def _run(self) -> None:
+    async def _publish_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
-            self._wake.clear()
+            rows = await self._queue.get()
+            taken = 1
             try:
-                busy = 0
-                while (published := await self.drain_once()) != 0:
-                    if 0 < published < self._batch:
-                        break  # drained: no extra, empty transaction
-                    if published == LOCK_BUSY:
-                        # Another replica is publishing: our rows follow right after its
-                        # batch; if it stays busy, the next poll picks them up.
-                        busy += 1
-                        if busy > 50:
-                            break
-                        await asyncio.sleep(0.005)
+                while not self._queue.empty():  # what queued meanwhile goes in the same flight
+                    rows += self._queue.get_nowait()
+                    taken += 1
+                await self._send([r.message for r in rows])
+                self._sent += [r.id for r in rows]
+                now = time.time()
+                for row in rows:
+                    metrics.OUTBOX_PUBLISHED.labels(self._service, row.message.topic).inc()
+                    metrics.OUTBOX_DELAY.labels(self._service).observe(now - row.created)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The rows stay unsent in the table: the poller publishes them later.
+                log.exception("direct publication failed; the poller will retry")
+            finally:
+                for _ in range(taken):
+                    self._queue.task_done()
+
+    async def _mark_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            try:
+                await self._mark_sent()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("marking outbox rows sent failed; retrying")
+
+    async def _mark_sent(self) -> None:
+        ids, self._sent = self._sent, []
+        if not ids:
+            return
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # A lost mark only re-publishes: no need to wait for the WAL flush.
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                await conn.execute(
+                    "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", ids
+                )
+        except BaseException:
+            self._sent = ids + self._sent
+            raise
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval_s)
+            try:
+                while await self.drain_once(stale_after_s=self._stale_after_s) == self._batch:
+                    pass
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # The broker or database is away: keep the rows, try again on the next tick.
-                log.exception("outbox relay failed; retrying")
-                await asyncio.sleep(self._poll_interval_s)
+                log.exception("outbox poll failed; retrying")
 
-    async def drain_once(self) -> int:
-        """Publish up to one batch of unsent rows; return how many were published, or
-        LOCK_BUSY when another replica's relay holds the lock."""
+    async def _send(self, messages: Sequence[OutboxMessage]) -> None:
+        futures = [
+            await self._producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
+            for m in messages
+        ]
+        await asyncio.gather(*futures)
+
+    async def drain_once(self, *, stale_after_s: float) -> int:
+        """Publish up to one batch of rows unsent for `stale_after_s`; return how many were
+        published, or LOCK_BUSY when another replica's relay holds the lock."""
         async with self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_id):
                 return LOCK_BUSY
-            # Losing a "sent" mark in a database crash only re-publishes rows (receivers
-            # dedupe on ce_id), so this transaction need not wait for its WAL flush.
             await conn.execute("SET LOCAL synchronous_commit = off")
             rows = await conn.fetch(
-                "SELECT id, topic, key, value, header_names, header_values, created_at"
-                " FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-                self._batch,
+                "SELECT id, topic, key, value, header_names, header_values FROM outbox"
+                " WHERE sent_at IS NULL AND created_at <= now() - make_interval(secs => $2)"
+                " ORDER BY id LIMIT $1",
+                self._batch, stale_after_s,
             )
             if not rows:
                 return 0
-            futures = [
-                await self._producer.send(
-                    row["topic"],
-                    value=row["value"],
-                    key=row["key"],
-                    headers=list(zip(row["header_names"], row["header_values"], strict=True)),
-                )
+            await self._send([
+                OutboxMessage(row["topic"], row["key"], row["value"],
+                              list(zip(row["header_names"], row["header_values"], strict=True)))
                 for row in rows
-            ]
-            await asyncio.gather(*futures)
+            ])
             await conn.execute(
                 "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
                 [row["id"] for row in rows],
             )
-        now = time.time()
         for row in rows:
             metrics.OUTBOX_PUBLISHED.labels(self._service, row["topic"]).inc()
-            metrics.OUTBOX_DELAY.labels(self._service).observe(
-                max(0.0, now - row["created_at"].timestamp())
-            )
         return len(rows)
 
     async def pending(self) -> int:

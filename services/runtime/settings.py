@@ -45,7 +45,10 @@ class RuntimeSettings(BaseSettings):
     """0: commit offsets after every batch. >0: commit at most this often (re-delivery after a
     crash is harmless because of the dedupe, so this trades re-processing for fewer round trips)."""
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
-    """The relay is woken after each transaction; polling only picks up rows left by a crash."""
+    """Rows are published straight after their commit; polling only finds rows left by a
+    crash or a failed publication."""
+    outbox_stale_after_s: float = Field(default=10.0, ge=0)
+    """A row unsent this long is the poller's to publish (at start: every unsent row)."""
     db_pool_size: int = Field(default=4, ge=1)
     dedupe_retention_days: float = Field(default=30, gt=0)
     """How long event ids are remembered; longer than any topic's retention, so a
