@@ -6,22 +6,33 @@ its own change with the earlier ones already applied, like squawk lints file by 
 `--one-change` grades them all as one change. Exit 0: low risk; 1: medium, high or
 blocked; 2: a usage error (bad path, unknown suppression rule, unreadable stats file).
 
-The domain is imported inside the command, so `guardians --help` stays fast.
+Start-up is most of a lint run, so this module imports neither typer nor the domain at
+import time: `run` does the work, the typer command (defined in `register`) only reads the
+command line, and `plain_arguments` reads the ordinary command lines without typer, which
+is what `python -m cli.main lint` does (`cli.main.main`). Anything it does not recognise
+(`--help`, a bad value, an unknown option) goes to typer, which reports it as before.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the typer command is defined inside `register`,
+# after typer is imported there, so its `typer.Option(...)` annotations must be evaluated
+# where the function is defined (postponed annotations would be looked up in this module's
+# globals, which do not hold typer). Names only imported for type checking are quoted.
 
+import errno
 import json
+import os
+import re
+import stat
 import sys
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from json.encoder import encode_basestring_ascii as _json_string
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
-
-import typer
-
-from cli import stats
+from typing import TYPE_CHECKING, Annotated, Any
 
 if TYPE_CHECKING:
+    import typer
+
     from services.migration.domain.change_analysis import Migration
     from services.migration.domain.findings import Finding
     from services.migration.domain.risk_policy import Grade
@@ -38,7 +49,126 @@ class UsageError(Exception):
     """Bad input on the command line; the message names the input and the fix."""
 
 
-def find_migrations(paths: list[Path]) -> list[Migration]:
+@dataclass(frozen=True)
+class LintArguments:
+    """`guardians lint`'s command line, read (the defaults are the command's)."""
+
+    paths: list[Path]
+    output: OutputFormat = OutputFormat.TEXT
+    pg_version: int = 18
+    stats_file: Path | None = None
+    one_change: bool = False
+    transaction_per_file: bool = True
+    down: bool = False
+
+
+_VALUE_OPTIONS = {"--format": "output", "--pg-version": "pg_version", "--stats": "stats_file"}
+_FLAGS = {"--one-change": ("one_change", True), "--no-one-change": ("one_change", False),
+          "--transaction-per-file": ("transaction_per_file", True),
+          "--no-transaction-per-file": ("transaction_per_file", False),
+          "--down": ("down", True), "--no-down": ("down", False)}
+_CANONICAL_INT = re.compile(r"0|[1-9][0-9]{0,8}")
+
+
+def plain_arguments(argv: list[str]) -> LintArguments | None:
+    """`guardians lint`'s arguments (after `lint`) read without typer, or None to let typer
+    read them.
+
+    Only what reads the same both ways is taken: paths, and the options in `--name value` or
+    `--name=value` form, each at most once, with a valid value that does not start with `-`.
+    Anything else (`--help`, `--`, `-`, an unknown option, a bad or missing value, a repeated
+    option, no path, shell completion) is None, and typer does what it always did.
+    """
+    if any(key.endswith("_COMPLETE") for key in os.environ):
+        return None
+    paths: list[Path] = []
+    values: dict[str, Any] = {}
+    tokens = iter(argv)
+    for token in tokens:
+        if not token.startswith("-"):
+            if not token:
+                return None
+            paths.append(Path(token))
+            continue
+        name, equals, value = token.partition("=")
+        if name in _FLAGS and not equals:
+            field, flag = _FLAGS[name]
+            if field in values:
+                return None
+            values[field] = flag
+            continue
+        field = _VALUE_OPTIONS.get(name, "")
+        if not field or field in values:
+            return None
+        if not equals:
+            value = next(tokens, "")
+        if not value or value.startswith("-"):
+            return None
+        if field == "output":
+            if value not in {f.value for f in OutputFormat}:
+                return None
+            values[field] = OutputFormat(value)
+        elif field == "pg_version":
+            if not _CANONICAL_INT.fullmatch(value):
+                return None
+            values[field] = int(value)
+        else:
+            values[field] = Path(value)
+    if not paths:
+        return None
+    return replace(LintArguments(paths), **values)
+
+
+def run(arguments: LintArguments) -> int:
+    """Lint, print the report to stdout (usage errors to stderr); the exit code."""
+    from services.migration.domain.change_analysis import (
+        AnalysisOptions,
+        analyse_migrations,
+        lint_migrations,
+    )
+    from services.migration.domain.risk_policy import grade
+
+    try:
+        migrations = find_migrations(arguments.paths)
+        table_stats = None
+        if arguments.stats_file is not None:
+            from services.migration.domain.table_stats import TableStats, TableStatsError
+
+            try:
+                table_stats = TableStats.from_json(_read(arguments.stats_file))
+            except TableStatsError as error:
+                raise UsageError(f"{arguments.stats_file}: {error}; write it with `guardians "
+                                 "stats dump --database-url URL -o FILE`") from error
+    except UsageError as error:
+        _error(f"error: {error}")
+        return 2
+    options = AnalysisOptions(pg_version=arguments.pg_version,
+                              transaction_per_file=arguments.transaction_per_file,
+                              lint_down_scripts=arguments.down, report_missing_down=False)
+    if arguments.one_change:
+        findings = analyse_migrations(migrations, options)
+    else:
+        findings = lint_migrations(migrations, options)
+    unknown = [f for f in findings if f.rule == "unknown-suppression"]
+    if unknown:
+        for finding in unknown:
+            _error(f"error: {finding.file}:{finding.line}: {finding.message}. {finding.fix}")
+        return 2
+    verdict = grade(findings, stats=table_stats)
+    render = {OutputFormat.TEXT: render_text, OutputFormat.JSON: render_json,
+              OutputFormat.SARIF: render_sarif, OutputFormat.GITHUB: render_github}[
+                  arguments.output]
+    sys.stdout.write(render(findings, verdict))
+    return 0 if verdict.risk == "low" else 1
+
+
+def _error(message: str) -> None:
+    """As `typer.echo(message, err=True)` writes it."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def find_migrations(paths: list[Path]) -> "list[Migration]":
     from services.migration.domain.change_analysis import Migration
 
     migrations = []
@@ -59,106 +189,98 @@ def find_migrations(paths: list[Path]) -> list[Migration]:
     return migrations
 
 
-def _migrations_in(folder: Path) -> list[Migration]:
+def _migrations_in(folder: Path | str) -> "list[Migration]":
+    """What `Path.is_file`, `Path.iterdir` and `/` find, done on strings with `os` (the
+    rules below are pathlib's): for a few hundred migrations, pathlib's objects cost more
+    than the reads."""
     from services.migration.domain.change_analysis import Migration
 
-    if (folder / "up.sql").is_file():
-        down = folder / "down.sql"
-        return [Migration(str(folder), _read(folder / "up.sql"),
-                          _read(down) if down.is_file() else None)]
+    folder = str(folder)
+    up = _child(folder, "up.sql")
+    if stat.S_ISREG(_mode(up)):
+        down = _child(folder, "down.sql")
+        return [Migration(folder, _read(up), _read(down) if stat.S_ISREG(_mode(down)) else None)]
     found = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.is_file() and entry.suffix == ".sql":
-            found.append(Migration(str(entry), _read(entry)))
-        elif entry.is_dir() and (entry / "up.sql").is_file():
+    for name in sorted(os.listdir(folder)):  # noqa: PTH208 -- see the docstring
+        entry = _child(folder, name)
+        mode = _mode(entry)
+        if stat.S_ISREG(mode) and len(name) > 4 and name.endswith(".sql"):  # Path.suffix
+            found.append(Migration(entry, _read(entry)))
+        elif stat.S_ISDIR(mode) and stat.S_ISREG(_mode(_child(entry, "up.sql"))):
             found.extend(_migrations_in(entry))
     return found
 
 
-def _read(path: Path) -> str:
+def _child(folder: str, name: str) -> str:
+    """`str(Path(folder) / name)` for a `folder` that is a `str(Path)` and a plain name."""
+    if folder == ".":
+        return name
+    return folder + name if folder.endswith("/") else f"{folder}/{name}"
+
+
+_NO_SUCH_FILE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+
+
+def _mode(path: str) -> int:
+    """The file's mode, 0 when there is none, by `Path.is_file`'s and `is_dir`'s rules: only
+    these errors mean "no such file", any other is raised."""
     try:
-        return path.read_text(encoding="utf-8")
+        return os.stat(path).st_mode  # noqa: PTH116 -- see _migrations_in
+    except OSError as error:
+        if error.errno not in _NO_SUCH_FILE:
+            raise
+        return 0
+    except ValueError:  # not representable as a path (pathlib says False too)
+        return 0
+
+
+def _read(path: Path | str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:  # noqa: PTH123 -- as Path.read_text
+            return file.read()
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"cannot read {path}: {error}") from error
 
 
-def lint(
-    paths: Annotated[list[Path], typer.Argument(help="SQL files or migration directories.")],
-    output: Annotated[OutputFormat, typer.Option("--format", help="Report format.")] =
-        OutputFormat.TEXT,
-    pg_version: Annotated[int, typer.Option(help="Target PostgreSQL major version.")] = 18,
-    stats_file: Annotated[Path | None, typer.Option(
-        "--stats", help="Table sizes from `guardians stats dump`.")] = None,
-    one_change: Annotated[bool, typer.Option(
-        help="Grade all inputs as one change (objects created in earlier files are new).")]
-        = False,
-    transaction_per_file: Annotated[bool, typer.Option(
-        help="The migration runner wraps each file in a transaction.")] = True,
-    down: Annotated[bool, typer.Option(
-        help="Also lint down.sql scripts (as <migration>/down), with --one-change.")] = False,
-) -> None:
-    """Lint SQL migrations: findings, the overall risk grade and what caused it.
+def render_json(findings: "list[Finding]", verdict: "Grade") -> str:
+    """The report as JSON: `{"risk", "findings": [{"rule", "severity", "message", "file",
+    "line", "column", "statement", "fix", "effect", "kind", "target", "lock", "preexisting",
+    "rollback"}...], "causes": [indexes]}`.
 
-    Example: guardians lint migrations/ --format json --stats prod-stats.json
+    Written out here rather than by `json.dumps` (a unit test checks the two are the same
+    bytes): the same messages, fixes, file names and statements recur across findings, and
+    escaping each distinct string once halves the time for a few thousand findings. Enum
+    members are `str`s, escaped as their values.
     """
-    from services.migration.domain.change_analysis import (
-        AnalysisOptions,
-        analyse_migrations,
-        lint_migrations,
-    )
-    from services.migration.domain.risk_policy import grade
-    from services.migration.domain.table_stats import TableStats, TableStatsError
+    escaped: dict[str, str] = {}
 
-    try:
-        migrations = find_migrations(paths)
-        table_stats = None
-        if stats_file is not None:
-            try:
-                table_stats = TableStats.from_json(_read(stats_file))
-            except TableStatsError as error:
-                raise UsageError(f"{stats_file}: {error}; write it with `guardians stats "
-                                 "dump --database-url URL -o FILE`") from error
-    except UsageError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
-    options = AnalysisOptions(pg_version=pg_version, transaction_per_file=transaction_per_file,
-                              lint_down_scripts=down, report_missing_down=False)
-    if one_change:
-        findings = analyse_migrations(migrations, options)
-    else:
-        findings = lint_migrations(migrations, options)
-    unknown = [f for f in findings if f.rule == "unknown-suppression"]
-    if unknown:
-        for finding in unknown:
-            typer.echo(f"error: {finding.file}:{finding.line}: {finding.message}. "
-                       f"{finding.fix}", err=True)
-        raise typer.Exit(2)
-    verdict = grade(findings, stats=table_stats)
-    render = {OutputFormat.TEXT: render_text, OutputFormat.JSON: render_json,
-              OutputFormat.SARIF: render_sarif, OutputFormat.GITHUB: render_github}[output]
-    sys.stdout.write(render(findings, verdict))
-    raise typer.Exit(0 if verdict.risk == "low" else 1)
+    def string(value: str | None) -> str:
+        if value is None:
+            return "null"
+        text = escaped.get(value)
+        if text is None:
+            text = escaped[value] = _json_string(value)
+        return text
+
+    def number(value: int | None) -> str:
+        return "null" if value is None else int.__repr__(value)
+
+    items = [
+        f'{{"rule": {string(f.rule)}, "severity": {string(f.severity)}, '
+        f'"message": {string(f.message)}, "file": {string(f.file)}, '
+        f'"line": {number(f.line)}, "column": {number(f.column)}, '
+        f'"statement": {string(f.statement)}, "fix": {string(f.fix)}, '
+        f'"effect": {string(f.effect)}, "kind": {string(f.kind)}, '
+        f'"target": {string(f.target)}, "lock": {string(f.lock)}, '
+        f'"preexisting": {"true" if f.preexisting else "false"}, '
+        f'"rollback": {"true" if f.rollback else "false"}}}'
+        for f in findings]
+    causes = ", ".join(map(int.__repr__, verdict.causes))
+    return (f'{{"risk": {string(verdict.risk)}, "findings": [{", ".join(items)}], '
+            f'"causes": [{causes}]}}\n')
 
 
-def _finding_json(finding: Finding) -> dict[str, object]:
-    return {
-        "rule": finding.rule, "severity": finding.severity.value, "message": finding.message,
-        "file": finding.file, "line": finding.line, "column": finding.column,
-        "statement": finding.statement, "fix": finding.fix, "effect": finding.effect.value,
-        "kind": finding.kind.value, "target": finding.target,
-        "lock": finding.lock.value if finding.lock else None,
-        "preexisting": finding.preexisting, "rollback": finding.rollback,
-    }
-
-
-def render_json(findings: list[Finding], verdict: Grade) -> str:
-    document = {"risk": verdict.risk.value,
-                "findings": [_finding_json(f) for f in findings],
-                "causes": list(verdict.causes)}
-    return json.dumps(document) + "\n"
-
-
-def render_text(findings: list[Finding], verdict: Grade) -> str:
+def render_text(findings: "list[Finding]", verdict: "Grade") -> str:
     lines: list[str] = []
     current = None
     for finding in findings:
@@ -182,7 +304,7 @@ def render_text(findings: list[Finding], verdict: Grade) -> str:
 _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
 
-def render_sarif(findings: list[Finding], verdict: Grade) -> str:
+def render_sarif(findings: "list[Finding]", verdict: "Grade") -> str:
     from services.migration.domain.rule_catalog import RULES
 
     used = sorted({f.rule for f in findings})
@@ -218,7 +340,7 @@ def _escape(text: str, *, property_value: bool = False) -> str:
     return text
 
 
-def render_github(findings: list[Finding], verdict: Grade) -> str:
+def render_github(findings: "list[Finding]", verdict: "Grade") -> str:
     command = {"error": "error", "warning": "warning", "info": "notice"}
     lines = []
     for finding in findings:
@@ -232,7 +354,38 @@ def render_github(findings: list[Finding], verdict: Grade) -> str:
     return "\n".join(lines) + "\n"
 
 
-def register(app: typer.Typer) -> None:
+def register(app: "typer.Typer") -> None:
+    import typer
+
+    from cli import stats
+
+    defaults = LintArguments([])
+
+    def lint(
+        paths: Annotated[list[Path], typer.Argument(help="SQL files or migration directories.")],
+        output: Annotated[OutputFormat, typer.Option("--format", help="Report format.")] =
+            defaults.output,
+        pg_version: Annotated[int, typer.Option(help="Target PostgreSQL major version.")] =
+            defaults.pg_version,
+        stats_file: Annotated[Path | None, typer.Option(
+            "--stats", help="Table sizes from `guardians stats dump`.")] = defaults.stats_file,
+        one_change: Annotated[bool, typer.Option(
+            help="Grade all inputs as one change (objects created in earlier files are new).")]
+            = defaults.one_change,
+        transaction_per_file: Annotated[bool, typer.Option(
+            help="The migration runner wraps each file in a transaction.")] =
+            defaults.transaction_per_file,
+        down: Annotated[bool, typer.Option(
+            help="Also lint down.sql scripts (as <migration>/down), with --one-change.")] =
+            defaults.down,
+    ) -> None:
+        """Lint SQL migrations: findings, the overall risk grade and what caused it.
+
+        Example: guardians lint migrations/ --format json --stats prod-stats.json
+        """
+        raise typer.Exit(run(LintArguments(paths, output, pg_version, stats_file, one_change,
+                                           transaction_per_file, down)))
+
     app.command("lint")(lint)
     stats.register(app)
 

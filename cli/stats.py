@@ -8,7 +8,6 @@ reported as 0), bytes pg_total_relation_size.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -58,6 +57,8 @@ def dump(
 
     Example: guardians stats dump --database-url postgresql://ro@db/app -o stats.json
     """
+    import asyncio
+
     from services.migration.domain.table_stats import TableSize, TableStats
 
     try:

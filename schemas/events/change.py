@@ -8,18 +8,10 @@ from typing import Annotated, ClassVar
 from pydantic import Field, StringConstraints, model_validator
 
 from schemas.base import ChangeId, Event, ServiceName, StrictModel
+from schemas.events.enums import ChangeKind as ChangeKind
 
 Version = Annotated[str, StringConstraints(pattern=r"^\S{1,128}$", strict=True)]
 """A release version as the deploy target knows it (`2.4.1`, `v2`, a git sha)."""
-
-
-class ChangeKind(StrEnum):
-    """The four kinds of change the migration guardian assesses."""
-
-    DATABASE = "database"
-    CONFIG = "config"
-    DEPENDENCY = "dependency"
-    INFRASTRUCTURE = "infrastructure"
 
 
 class Ecosystem(StrEnum):

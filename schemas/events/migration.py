@@ -2,85 +2,27 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, ClassVar
 
 from pydantic import Field, StringConstraints, model_validator
 
 from schemas.base import ChangeId, Event, Seconds, ServiceName, StrictModel, Timestamp
-from schemas.events.change import ChangeKind, Version
+from schemas.events.change import Version
+from schemas.events.enums import ApprovalPath as ApprovalPath
+from schemas.events.enums import BlockReason as BlockReason
+from schemas.events.enums import ChangeKind
+from schemas.events.enums import LockMode as LockMode
+from schemas.events.enums import ReviewDecision as ReviewDecision
+from schemas.events.enums import ReviewKind as ReviewKind
+from schemas.events.enums import RiskLevel as RiskLevel
+from schemas.events.enums import Severity as Severity
+from schemas.events.enums import StepOutcome as StepOutcome
 
 LocalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 """An id unique within one change (a finding, a checklist item), so others can point at it."""
 
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 """A rule's stable name (`require-concurrent-index-creation`), the one suppressions use."""
-
-
-class RiskLevel(StrEnum):
-    """The grade of a change; it decides the path: approve, review, team review, or stop."""
-
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    BLOCKED = "blocked"
-
-
-class Severity(StrEnum):
-    """How much one finding matters on its own (the grade weighs them together)."""
-
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-class LockMode(StrEnum):
-    """PostgreSQL's table lock modes, weakest first."""
-
-    ACCESS_SHARE = "access_share"
-    ROW_SHARE = "row_share"
-    ROW_EXCLUSIVE = "row_exclusive"
-    SHARE_UPDATE_EXCLUSIVE = "share_update_exclusive"
-    SHARE = "share"
-    SHARE_ROW_EXCLUSIVE = "share_row_exclusive"
-    EXCLUSIVE = "exclusive"
-    ACCESS_EXCLUSIVE = "access_exclusive"
-
-
-class StepOutcome(StrEnum):
-    """How one step of the shadow-database verification ended."""
-
-    PASSED = "passed"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-class ReviewKind(StrEnum):
-    """MEDIUM risk gets a checklist review by one person; HIGH risk, or an escalation, a team."""
-
-    CHECKLIST = "checklist"
-    TEAM = "team"
-
-
-class ReviewDecision(StrEnum):
-    APPROVE = "approve"
-    REJECT = "reject"
-    ESCALATE_TO_TEAM = "escalate-to-team"
-
-
-class ApprovalPath(StrEnum):
-    """How a change got through: on its own (LOW), by checklist, or by the team."""
-
-    AUTOMATIC = "automatic"
-    CHECKLIST = "checklist"
-    TEAM = "team"
-
-
-class BlockReason(StrEnum):
-    FAILED_VALIDATION = "failed_validation"
-    """The up script does not apply, or cannot run at all: risk BLOCKED."""
-    REVIEW_REJECTED = "review_rejected"
-    REVIEW_TIMED_OUT = "review_timed_out"
 
 
 class Finding(StrictModel):

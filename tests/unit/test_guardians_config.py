@@ -52,3 +52,21 @@ def test_an_unreadable_file_is_refused_naming_it(tmp_path: Path) -> None:
 
 def test_the_checked_in_json_schema_is_current() -> None:
     assert SCHEMA_FILE.read_text() == json_schema(), "run `make schemas`"
+
+
+def test_config_validate_exits_0_for_a_valid_file_and_2_naming_the_problem(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import build_app
+
+    good = tmp_path / "good.yaml"
+    good.write_text("services:\n  shop:\n    migration:\n      pg_version: 16\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("services:\n  shop:\n    migration:\n      pg_verson: 16\n")
+    runner = CliRunner()
+    ok = runner.invoke(build_app(), ["config", "validate", str(good)])
+    assert ok.exit_code == 0 and "shop" in ok.output
+    refused = runner.invoke(build_app(), ["config", "validate", str(bad)])
+    assert refused.exit_code == 2 and "pg_verson" in refused.output

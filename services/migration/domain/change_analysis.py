@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from schemas.events.migration import Severity
+from schemas.events.enums import Severity
 from services.migration.domain.change_state import SchemaKnowledge
 from services.migration.domain.config_changes import ConfigDiffLike, analyse_config_diffs
 from services.migration.domain.dependency_changes import (

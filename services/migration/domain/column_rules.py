@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from schemas.events.migration import LockMode
+from schemas.events.enums import LockMode
 from services.migration.domain.column_types import (
     SERIAL_TYPES,
     TypeChange,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from schemas.events.migration import LockMode
+from schemas.events.enums import LockMode
 from services.migration.domain.findings import Effect
 from services.migration.domain.index_rules import OUTSIDE_TRANSACTION_FIX
 from services.migration.domain.sql_nodes import (

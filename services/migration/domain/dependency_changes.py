@@ -12,8 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Protocol
 
-from schemas.events.change import ChangeKind
-from schemas.events.migration import Severity
+from schemas.events.enums import ChangeKind, Severity
 from services.migration.domain.findings import Effect, Finding
 
 _RELEASE = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?")

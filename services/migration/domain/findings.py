@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from schemas.events.change import ChangeKind
-from schemas.events.migration import LockMode, Severity
+from schemas.events.enums import ChangeKind, LockMode, Severity
 
 
 class Effect(StrEnum):

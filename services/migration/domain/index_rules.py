@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from schemas.events.migration import LockMode
+from schemas.events.enums import LockMode
 from services.migration.domain.change_state import Namespace
 from services.migration.domain.sql_nodes import (
     Node,

@@ -12,8 +12,7 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Protocol
 
-from schemas.events.change import ChangeKind
-from schemas.events.migration import Severity
+from schemas.events.enums import ChangeKind, Severity
 from services.migration.domain.findings import Effect, Finding
 
 STATEFUL_RESOURCE_TYPES = (

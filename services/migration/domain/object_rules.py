@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from schemas.events.migration import LockMode, Severity
+from schemas.events.enums import LockMode, Severity
 from services.migration.domain.change_state import Namespace
 from services.migration.domain.findings import Effect
 from services.migration.domain.index_rules import OUTSIDE_TRANSACTION_FIX, drop_indexes

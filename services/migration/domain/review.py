@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from schemas.events.migration import ReviewDecision, ReviewKind
+from schemas.events.enums import ReviewDecision, ReviewKind
 
 
 class Verdict(StrEnum):

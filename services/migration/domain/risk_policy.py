@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from schemas.events.migration import RiskLevel
+from schemas.events.enums import RiskLevel
 from services.migration.domain.findings import Effect, Finding
-from services.migration.domain.table_stats import TableSize, TableStats
+
+if TYPE_CHECKING:
+    from services.migration.domain.table_stats import TableSize, TableStats
 
 Ignore = Literal["ignore"]
 _ORDER = (RiskLevel.LOW, RiskLevel.MEDIUM, RiskLevel.HIGH, RiskLevel.BLOCKED)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.events.migration import Severity
+from schemas.events.enums import Severity
 from services.migration.domain.findings import Effect
 
 E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO  # noqa: E741

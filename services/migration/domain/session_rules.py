@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from schemas.events.migration import Severity
+from schemas.events.enums import Severity
 from services.migration.domain.change_state import Transaction
 from services.migration.domain.findings import Effect, Finding
 from services.migration.domain.sql_nodes import (

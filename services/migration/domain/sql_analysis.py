@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from schemas.events.migration import LockMode, Severity
+from schemas.events.enums import LockMode, Severity
 from services.migration.domain import (
     constraint_rules,
     data_rules,
@@ -33,7 +33,7 @@ from services.migration.domain.sql_nodes import Node, ObjectName
 from services.migration.domain.sql_source import (
     SourceStatement,
     long_identifiers,
-    parse_script,
+    read_script,
 )
 from services.migration.domain.suppressions import read_suppressions
 
@@ -158,8 +158,8 @@ class SqlAnalysis:
         return self.findings
 
     def analyse_file(self, file: SqlFile) -> None:
-        parsed = parse_script(file.sql)
-        for problem in parsed.errors:
+        script = read_script(file.sql)
+        for problem in script.errors:
             self.findings.append(Finding(
                 rule="syntax-error", severity=Severity.ERROR, message=problem.message,
                 effect=Effect.ROLLBACK_DEFECT if file.rollback else Effect.CANNOT_RUN,
@@ -178,7 +178,7 @@ class SqlAnalysis:
         if self.options.transaction_per_file:
             self.session.begin(Transaction.RUNNER)
         previous = -1
-        for statement in parsed.statements:
+        for statement in script.statements:
             report = StatementReport(self, file, statement,
                                      suppressions.for_statement(statement.start, previous))
             previous = statement.start

@@ -4,12 +4,17 @@ PostgreSQL's parser reports statement locations as byte offsets into the UTF-8 t
 error positions as character positions; both become character offsets here, then line and
 column (columns count characters). A syntax error never stops the analysis: the script is
 cut at its `;` tokens and every piece that parses is still analysed.
+
+`read_script` hands the statements out one at a time: the parser runs once over the whole
+script, but each statement's tree is decoded from the parser's JSON only when it is reached
+and can be freed once analysed, so a long script's tree is never all in memory at once.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pglast import parser
@@ -18,6 +23,8 @@ from services.migration.domain.sql_nodes import Node, unwrap
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _LONG_WORD = re.compile(r"[^\W\d][\w$]{31,}|\"[^\"]{32,}\"")
+_TREE_HEAD = re.compile(r'\{"version":\d+,"stmts":\[')
+_DECODER = json.JSONDecoder()
 IDENTIFIER_MAX_BYTES = 63
 """NAMEDATALEN - 1: the scanner truncates longer identifiers before the parser sees them."""
 
@@ -48,6 +55,15 @@ class ParsedScript:
     errors: tuple[SyntaxProblem, ...] = ()
 
 
+@dataclass(frozen=True)
+class ScriptReader:
+    """A script's statements as an iterator, read once, in order; its syntax errors known
+    before the first statement is read."""
+
+    statements: Iterator[SourceStatement]
+    errors: tuple[SyntaxProblem, ...] = ()
+
+
 class _Positions:
     """Byte offsets -> character offsets -> (line, column), cheap when called in order."""
 
@@ -56,6 +72,8 @@ class _Positions:
         self.encoded: bytes | None = None if sql.isascii() else sql.encode()
         self._byte = 0
         self._char = 0
+        self._line_offset = 0
+        self._line = 1
 
     def char(self, byte_offset: int) -> int:
         if self.encoded is None:
@@ -69,25 +87,59 @@ class _Positions:
 
     def line_column(self, offset: int) -> tuple[int, int]:
         offset = max(0, min(offset, len(self.sql)))
+        if offset < self._line_offset:
+            self._line_offset, self._line = 0, 1
+        self._line += self.sql.count("\n", self._line_offset, offset)
+        self._line_offset = offset
         line_start = self.sql.rfind("\n", 0, offset) + 1
-        return self.sql.count("\n", 0, offset) + 1, offset - line_start + 1
+        return self._line, offset - line_start + 1
 
 
 def parse_script(sql: str) -> ParsedScript:
     """Every statement of `sql`, in order; syntax errors as `SyntaxProblem`s."""
+    script = read_script(sql)
+    return ParsedScript(tuple(script.statements), script.errors)
+
+
+def read_script(sql: str) -> ScriptReader:
+    """`parse_script`, the statements decoded as they are read."""
     try:
-        tree = json.loads(parser.parse_sql_json(sql))
+        tree_json = parser.parse_sql_json(sql)
     except parser.ParseError as error:
-        return _parse_piecewise(sql, error)
-    positions = _Positions(sql)
-    return ParsedScript(tuple(_statements(sql, tree.get("stmts", []), 0, positions)))
+        parsed = _parse_piecewise(sql, error)
+        return ScriptReader(iter(parsed.statements), parsed.errors)
+    return ScriptReader(_statements(sql, _raw_statements(tree_json), 0, _Positions(sql)))
+
+
+def _raw_statements(tree_json: str) -> Iterator[Node]:
+    """The items of the tree's `stmts`, each decoded when it is reached.
+
+    libpg_query writes `{"version":N,"stmts":[item,item,...]}` with no spaces; each item is
+    decoded by the same decoder `json.loads` uses, so it is the same value. Any other layout
+    is decoded whole.
+    """
+    head = _TREE_HEAD.match(tree_json)
+    if head is None or not tree_json.endswith("]}"):
+        yield from json.loads(tree_json).get("stmts", [])
+        return
+    index = head.end()
+    if tree_json.startswith("]}", index):
+        return
+    decode = _DECODER.raw_decode
+    while True:
+        item, index = decode(tree_json, index)
+        yield item
+        if not tree_json.startswith(",", index):
+            break
+        index += 1
+    if index != len(tree_json) - 2:
+        raise ValueError(f"unexpected parse tree JSON at offset {index}")
 
 
 def _statements(
-    sql: str, raw: list[Node], base: int, positions: _Positions
-) -> list[SourceStatement]:
+    sql: str, raw: Iterator[Node] | list[Node], base: int, positions: _Positions
+) -> Iterator[SourceStatement]:
     """`base`: the character offset in the whole script of the text that was parsed."""
-    out = []
     for item in raw:
         kind, node = unwrap(item.get("stmt"))
         start = positions.char(int(item.get("stmt_location", 0)))
@@ -97,8 +149,7 @@ def _statements(
         lead = len(piece) - len(piece.lstrip())
         start += lead
         line, column = positions.line_column(start)
-        out.append(SourceStatement(kind, node, piece.strip(), base + start, line, column))
-    return out
+        yield SourceStatement(kind, node, piece.strip(), base + start, line, column)
 
 
 def _parse_piecewise(sql: str, first_error: parser.ParseError) -> ParsedScript:
@@ -108,6 +159,7 @@ def _parse_piecewise(sql: str, first_error: parser.ParseError) -> ParsedScript:
         return ParsedScript((), (_problem(sql, first_error, sql, 0),))
     statements: list[SourceStatement] = []
     errors: list[SyntaxProblem] = []
+    positions = _Positions(sql)
     for start, end in pieces:
         piece = sql[start:end]
         try:
@@ -118,7 +170,7 @@ def _parse_piecewise(sql: str, first_error: parser.ParseError) -> ParsedScript:
         local = _statements(piece, tree.get("stmts", []), 0, _Positions(piece))
         for statement in local:
             offset = start + statement.start
-            line, column = _Positions(sql).line_column(offset)
+            line, column = positions.line_column(offset)
             statements.append(SourceStatement(
                 statement.kind, statement.node, statement.text, offset, line, column))
     if not errors:  # the pieces parse alone but not together: report the first error whole
@@ -169,6 +221,15 @@ def _error_offset(piece: str, error: parser.ParseError) -> int:
 
 def long_identifiers(statement: str) -> list[str]:
     """Identifiers over 63 bytes in a statement's text (the parse tree has them truncated)."""
+    if '"' not in statement:
+        # Without a double quote, a `_LONG_WORD` match (32 word characters) and every
+        # identifier or keyword the scanner returns lie inside one run of non-blank
+        # characters, so the widest run rules most statements out before the regex (which
+        # retries at every letter) and the scanner. Only ASCII text: PostgreSQL's identifiers
+        # may hold non-ASCII characters that Python's split() counts as blanks.
+        widest = max(map(len, statement.split()), default=0)
+        if widest < 32 or (widest <= IDENTIFIER_MAX_BYTES and statement.isascii()):
+            return []
     if not _LONG_WORD.search(statement):
         return []
     try:

@@ -32,6 +32,8 @@ class Suppressions:
 
     def for_statement(self, start: int, previous_start: int) -> frozenset[str]:
         """Rules off for the statement at `start`: directives after the previous one."""
+        if not self.next_statement:
+            return self.whole_file
         rules = set(self.whole_file)
         for offset, names in self.next_statement:
             if previous_start < offset < start:

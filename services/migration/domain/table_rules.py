@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from schemas.events.migration import LockMode
+from schemas.events.enums import LockMode
 from services.migration.domain import column_rules, constraint_rules
 from services.migration.domain.change_state import Namespace
 from services.migration.domain.column_types import TypeRef
