@@ -215,7 +215,36 @@ _RULES = (
              "else INCOMPATIBLE)."),
     RuleInfo("infra-plan-malformed", E, Effect.CANNOT_RUN,
              "An infrastructure plan that is not a Terraform `show -json` plan."),
+    # the shadow-database verification (results of running the change, not of reading it:
+    # a SQL comment cannot suppress them; guardians.yaml's `rules:` can re-grade them)
+    RuleInfo("shadow-up-failed", E, Effect.VALIDATION_FAILED,
+             "The up script fails on a scratch database built from the baseline."),
+    RuleInfo("rollback-failed", E, Effect.ROLLBACK_DEFECT, "The down script fails."),
+    RuleInfo("reapply-failed", E, Effect.ROLLBACK_DEFECT,
+             "The up script fails when applied again after the rollback."),
+    RuleInfo("missing-rollback", W, Effect.ROLLBACK_DEFECT,
+             "No down script, for an up script that changes the schema (info otherwise)."),
+    RuleInfo("rollback-misses-object", E, Effect.ROLLBACK_DEFECT,
+             "After the rollback, an object of the baseline is missing."),
+    RuleInfo("rollback-leaves-object", E, Effect.ROLLBACK_DEFECT,
+             "After the rollback, an object the baseline did not have is left behind."),
+    RuleInfo("rollback-changes-object", E, Effect.ROLLBACK_DEFECT,
+             "After the rollback, an object differs from the baseline (type, default, "
+             "nullability, definition)."),
+    RuleInfo("rollback-reorders-columns", W, Effect.ROLLBACK_DEFECT,
+             "After the rollback, a table's columns are in another order (harmless for "
+             "queries that name their columns)."),
+    RuleInfo("rollback-reformats-function", W, Effect.ROLLBACK_DEFECT,
+             "After the rollback, a function's text differs in layout or comments only."),
+    RuleInfo("shadow-skipped-statement", I, Effect.ADVISORY,
+             "A statement acting outside the database (CREATE DATABASE, roles, ALTER SYSTEM) "
+             "that the shadow check does not run on a shared server."),
 )
+VERIFICATION_RULES = frozenset({
+    "shadow-up-failed", "rollback-failed", "reapply-failed", "missing-rollback",
+    "rollback-misses-object", "rollback-leaves-object", "rollback-changes-object",
+    "rollback-reorders-columns", "rollback-reformats-function", "shadow-skipped-statement",
+})
 
 RULES: dict[str, RuleInfo] = {rule.id: rule for rule in _RULES}
 
@@ -223,7 +252,7 @@ ALIASES = {"prefer-timestamp-tz": "prefer-timestamptz", "require-lock-timeout":
            "require-timeout-settings", "require-statement-timeout": "require-timeout-settings"}
 """squawk's spellings that name the same check: accepted in suppressions."""
 
-UNSUPPRESSIBLE = frozenset({"syntax-error", "unknown-suppression"})
+UNSUPPRESSIBLE = frozenset({"syntax-error", "unknown-suppression"}) | VERIFICATION_RULES
 
 
 def rule(rule_id: str) -> RuleInfo:
