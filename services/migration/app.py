@@ -25,10 +25,11 @@ from schemas.events.migration import (
     RiskLevel,
 )
 from services.migration import store
+from services.migration.adapters import shadow
 from services.migration.assessment import Assessment, assess
 from services.migration.domain.plans import checklist, detailed_plan, monitoring_plan
 from services.migration.domain.review import Decision, Review, Verdict, decide
-from services.runtime import Context, Guardian
+from services.runtime import Context, Guardian, RetryLaterError
 from services.runtime.config import MigrationPolicy
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,11 @@ def _shadow_dsn() -> str:
 @guardian.handles(ChangeSubmitted)
 async def assess_change(event: ChangeSubmitted, ctx: Context) -> None:
     policy = _policy(event.service)
-    assessment = await assess(event, policy, _shadow_dsn())
+    try:
+        assessment = await assess(event, policy, _shadow_dsn())
+    except shadow.ShadowDatabaseError as error:
+        # The shadow server is down: not the change's fault. Retried until it is back.
+        raise RetryLaterError(str(error)) from error
     assessed = assessment.published(event)
     plan = detailed_plan(assessment.findings, rollback_verified=assessment.rollback_verified,
                          has_rollback=all(m.down_sql for m in event.migrations))

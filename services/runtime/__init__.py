@@ -2,6 +2,6 @@
 outbox relay, dead letters, tracing, metrics and health endpoints."""
 
 from services.runtime.guardian import Guardian
-from services.runtime.handling import Context
+from services.runtime.handling import Context, RetryLaterError
 
-__all__ = ["Context", "Guardian"]
+__all__ = ["Context", "Guardian", "RetryLaterError"]

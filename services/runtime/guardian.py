@@ -36,7 +36,14 @@ from opentelemetry import trace
 from schemas.base import Event
 from schemas.registry import Registry
 from services.runtime import db, metrics, outbox
-from services.runtime.handling import Context, FastPathError, Handler, RecordHandler, Route
+from services.runtime.handling import (
+    Context,
+    FastPathError,
+    Handler,
+    RecordHandler,
+    RetryLaterError,
+    Route,
+)
 from services.runtime.http import HealthServer
 from services.runtime.outbox import OutboxRelay, OutboxRow
 from services.runtime.settings import RuntimeSettings
@@ -244,6 +251,7 @@ class Guardian:
             if self._stopping:
                 return  # not committed: re-delivered after restart
             started = time.perf_counter()
+            retries = 0
             while True:
                 try:
                     written: list[OutboxRow] = []
@@ -260,6 +268,14 @@ class Guardian:
                                 for record in records:
                                     await self._handler.handle(conn, record, written)
                     break
+                except RetryLaterError as exc:
+                    # A dependency of the handler is down: nothing committed; wait, retry.
+                    retries += 1
+                    metrics.RETRY_LATER.labels(self.name).inc()
+                    delay = min(30.0, 0.5 * 2 ** min(retries, 6))
+                    log.warning("handler needs a dependency that is down (%s); batch retried "
+                                "in %.1f s", exc, delay)
+                    await asyncio.sleep(delay)
                 except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                         asyncpg.exceptions.SerializationError,
                         asyncpg.exceptions.DeadlockDetectedError) as exc:

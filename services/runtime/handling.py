@@ -37,6 +37,12 @@ log = logging.getLogger("guardians.events")
 E = TypeVar("E", bound=Event)
 
 
+class RetryLaterError(Exception):
+    """Raised by a handler when something it depends on is down (a shadow database, a deploy
+    target): nothing is wrong with the event, so it is neither counted as a failure nor
+    dead-lettered; the batch is rolled back and retried until the dependency is back."""
+
+
 class FastPathError(Exception):
     """The batch cannot take the fast path: a record to reject, or a handler that raised."""
 
@@ -189,7 +195,8 @@ class RecordHandler:
             with self._span(record, item.envelope) as span:
                 try:
                     await item.route.handler(item.event, ctx)
-                except (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError):
+                except (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError,
+                        RetryLaterError):
                     raise
                 except Exception as exc:
                     raise FastPathError(f"{type(exc).__name__}: {exc}") from exc
@@ -272,8 +279,9 @@ class RecordHandler:
                         return "duplicate", None
                     await decoded.route.handler(decoded.event, ctx)
                     rows = await outbox.write(conn, ctx.emitted)
-            except (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError):
-                raise  # the connection is gone: the whole batch is retried from Kafka
+            except (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError,
+                    RetryLaterError):
+                raise  # not the event's fault: the whole batch is retried
             except Exception as exc:
                 last = exc
                 metrics.HANDLER_ERRORS.labels(self.service, record.topic).inc()

@@ -41,5 +41,10 @@ OUTBOX_DELAY = Histogram(
 OFFSET_COMMITS = Counter(
     "guardians_offset_commits_total", "Kafka offset commits.", ["service", "result"]
 )
+RETRY_LATER = Counter(
+    "guardians_retry_later_total",
+    "Batches rolled back because a handler's dependency was down (retried, not dead-lettered).",
+    ["service"],
+)
 READY = Gauge("guardians_ready", "1 when the service is consuming and its database answers.",
               ["service"])

@@ -230,3 +230,23 @@ async def test_two_replicas_split_partitions_and_survive_a_rebalance_exactly_onc
     assert len(outputs) == total
     assert set(by_pid) == {first.pid, second.pid}, f"both replicas must have worked: {by_pid}"
     assert os.getpid() not in by_pid
+
+
+async def test_a_handler_whose_dependency_is_down_is_retried_not_dead_lettered(
+    bootstrap: str, database_url: str
+) -> None:
+    run = await _prepare(bootstrap)
+    settings = RuntimeSettings(http_port=0, handler_max_attempts=2)
+    guardian = worker.build(run.prefix, run.name, settings)
+    await guardian.start()
+    try:
+        # More outages than handler attempts: a failure count would dead-letter it.
+        await send_events(bootstrap, run.topics.registry,
+                          [run.topics.ping(change_id="c-5", seq=1, unavailable=3)])
+        counts = await wait_for_items(database_url, run.name, 1, timeout_s=60)
+        dlq = await read_topic(bootstrap, f"{run.topics.ping.TOPIC}.dlq", until_count=1,
+                               timeout_s=2)
+    finally:
+        await guardian.stop()
+    assert counts == Counter({1: 1})
+    assert dlq == []

@@ -14,6 +14,8 @@ class Ping(Event):
     seq: int
     fail: bool = False
     """The handler raises on this event every time (a poison event)."""
+    unavailable: int = 0
+    """The handler says its dependency is down this many times before it succeeds."""
 
 
 class Pong(Event):

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from services.runtime import Context, Guardian
+from services.runtime import Context, Guardian, RetryLaterError
 from services.runtime.settings import RuntimeSettings
 from tests.support.events import Order, Ping, TestTopics
 
@@ -23,10 +23,15 @@ def build(prefix: str, name: str, settings: RuntimeSettings | None = None) -> Gu
         settings=settings,
     )
 
+    outages: dict[int, int] = {}
+
     @guardian.handles(topics.ping)
     async def answer_ping(event: Ping, ctx: Context) -> None:
         if event.fail:
             raise RuntimeError(f"ping {event.seq} is poison")
+        if outages.get(event.seq, 0) < event.unavailable:
+            outages[event.seq] = outages.get(event.seq, 0) + 1
+            raise RetryLaterError(f"dependency of ping {event.seq} is down")
         await ctx.conn.execute(
             "INSERT INTO items (seq, change_id, pid) VALUES ($1, $2, $3)",
             event.seq, event.change_id, os.getpid(),
