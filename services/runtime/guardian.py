@@ -104,6 +104,7 @@ class Guardian:
         self._pending_offsets: dict[TopicPartition, int] = {}
         self._batch_lock = asyncio.Lock()
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_commit = 0.0
 
@@ -275,13 +276,15 @@ class Guardian:
                     delay = min(30.0, 0.5 * 2 ** min(retries, 6))
                     log.warning("handler needs a dependency that is down (%s); batch retried "
                                 "in %.1f s", exc, delay)
-                    await asyncio.sleep(delay)
+                    if await self._stop_requested_within(delay):
+                        return  # nothing committed: re-delivered after restart
                 except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                         asyncpg.exceptions.SerializationError,
                         asyncpg.exceptions.DeadlockDetectedError) as exc:
                     # Infrastructure, not the event: nothing committed, retry the batch.
                     log.warning("batch transaction failed, retrying: %s", exc)
-                    await asyncio.sleep(0.5)
+                    if await self._stop_requested_within(0.5):
+                        return
             metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             self.relay.publish_committed(written)
             for record in records:
@@ -292,6 +295,12 @@ class Guardian:
         interval = self.settings.commit_interval_ms / 1000
         if interval == 0 or time.monotonic() - self._last_commit >= interval:
             await self.flush_offsets()
+
+    async def _stop_requested_within(self, seconds: float) -> bool:
+        """Wait `seconds` unless a stop is requested first; True when it was."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), seconds)
+        return self._stop_requested.is_set()
 
     async def flush_offsets(self) -> None:
         """Commit the offsets of batches whose transactions have committed."""
@@ -357,6 +366,7 @@ class Guardian:
     async def stop(self) -> None:
         """Graceful: finish the batch in flight, commit its offsets, flush the outbox."""
         metrics.READY.labels(self.name).set(0)
+        self._stop_requested.set()  # a batch waiting on a retry gives up its turn
         async with self._batch_lock:
             self._stopping = True
         await self.flush_offsets()

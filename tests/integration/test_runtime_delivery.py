@@ -250,3 +250,18 @@ async def test_a_handler_whose_dependency_is_down_is_retried_not_dead_lettered(
         await guardian.stop()
     assert counts == Counter({1: 1})
     assert dlq == []
+
+
+async def test_stop_does_not_wait_for_a_dependency_that_stays_down(
+    bootstrap: str, database_url: str
+) -> None:
+    run = await _prepare(bootstrap)
+    guardian = worker.build(run.prefix, run.name, RuntimeSettings(http_port=0))
+    await guardian.start()
+    await send_events(bootstrap, run.topics.registry,
+                      [run.topics.ping(change_id="c-6", seq=1, unavailable=1000)])
+    await asyncio.sleep(3)  # the batch is now waiting between retries
+    started = asyncio.get_running_loop().time()
+    await guardian.stop()
+    assert asyncio.get_running_loop().time() - started < 5
+    assert await wait_for_items(database_url, run.name, 1, timeout_s=1) == Counter()
