@@ -78,9 +78,11 @@ async def migrate(pool: asyncpg.Pool, schema: str, migrations: list[Migration]) 
     applied_now: list[str] = []
     lock_id = zlib.crc32(f"guardians-migrate:{schema}".encode())
     async with pool.acquire() as conn:
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        # The lock comes first: two replicas running CREATE SCHEMA IF NOT EXISTS at the same
+        # moment make one of them fail on the catalog's unique index.
         await conn.execute("SELECT pg_advisory_lock($1)", lock_id)
         try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.execute(
                 f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations ('
                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"

@@ -211,8 +211,10 @@ async def test_two_replicas_split_partitions_and_survive_a_rebalance_exactly_onc
     events = [run.topics.ping(change_id=f"change-{i % 61}", seq=i) for i in range(total)]
     first = start_worker(run, tmp_path / "a.log")
     second = start_worker(run, tmp_path / "b.log")
+    # A stream of ~12 s: long enough that a replica slow to join the group (a cold machine)
+    # still finds events on its partitions.
     sender = asyncio.create_task(
-        send_events(bootstrap, run.topics.registry, events, rate_per_s=300)
+        send_events(bootstrap, run.topics.registry, events, rate_per_s=120)
     )
     for replica in (first, second):  # both consuming their share of the partitions
         await wait_until_worker_wrote(database_url, run.name, replica.pid, rows=30,
