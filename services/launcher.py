@@ -92,10 +92,11 @@ def main() -> int:
             print(f"  {name:<10} http://127.0.0.1:{port}/metrics  hears: "
                   f"{', '.join(topics.receives)}")
         print(
-            "\nThe runtime, the event contract and the delivery guarantees are in place; each"
-            "\nguardian's own logic (assessment, rollout, backup, health, incidents) and the"
-            "\ndemo release arrive with the next issues (#3-#8). Until then a guardian records"
-            "\nwhat it hears and emits nothing. Logs: .cache/logs/. Ctrl-C stops everything."
+            "\nThe runtime, the event contract and the delivery guarantees are in place, and the"
+            "\nmigration guardian assesses, verifies and gates every change.submitted. The"
+            "\ndeploy, backup, process and incident guardians' logic and the demo release"
+            "\narrive with issues #4-#8; until then they record what they hear and emit nothing."
+            "\nLogs: .cache/logs/. Ctrl-C stops everything."
         )
         while not stopping:
             for name, proc in procs.items():
