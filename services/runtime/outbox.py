@@ -221,8 +221,3 @@ class OutboxRelay:
         for row in rows:
             metrics.OUTBOX_PUBLISHED.labels(self._service, row["topic"]).inc()
         return len(rows)
-
-    async def pending(self) -> int:
-        async with self._pool.acquire() as conn:
-            count: int = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-            return count

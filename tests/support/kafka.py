@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -14,7 +13,6 @@ from schemas.base import Event
 from schemas.envelope import Envelope
 from schemas.registry import Registry
 from schemas.signing import SigningKey
-from services.runtime.topics import ensure_topics
 
 
 @dataclass(frozen=True)
@@ -87,29 +85,7 @@ async def read_topic(
 ) -> list[Received]:
     """Read a topic from the start without a consumer group until `until_count` messages
     arrived or the time is up (then return what came)."""
-    # No group: every partition is assigned and read from the start; nothing is committed.
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    out: list[Received] = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        while len(out) < until_count and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                out.extend(
-                    Received(r.topic, r.partition, r.offset, r.key, r.value or b"",
-                             {k: v.decode(errors="replace") for k, v in r.headers})
-                    for r in records
-                )
-    finally:
-        await consumer.stop()
-    return out
-
-
-async def fresh_topics(bootstrap: str, registry: Registry) -> str:
-    await ensure_topics(bootstrap, registry.all())
-    return uuid.uuid4().hex[:8]
+    return await _read(bootstrap, topic, lambda _: True, until_count, timeout_s)
 
 
 async def wait_for(
@@ -117,6 +93,15 @@ async def wait_for(
 ) -> list[Received]:
     """The first `count` messages on `topic` whose ce_subject is `subject` (a change id, a
     service), read from the start of the topic; fewer if the time runs out."""
+    found = await _read(bootstrap, topic, lambda m: m.headers.get("ce_subject") == subject,
+                        count, timeout_s)
+    return found[:count]
+
+
+async def _read(
+    bootstrap: str, topic: str, keep: Callable[[Received], bool], count: int, timeout_s: float
+) -> list[Received]:
+    # No group: every partition is assigned and read from the start; nothing is committed.
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 group_id=None, auto_offset_reset="earliest")
     await consumer.start()
@@ -127,10 +112,10 @@ async def wait_for(
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for r in records:
-                    headers = {k: v.decode(errors="replace") for k, v in r.headers}
-                    if headers.get("ce_subject") == subject:
-                        found.append(Received(r.topic, r.partition, r.offset, r.key,
-                                              r.value or b"", headers))
+                    message = Received(r.topic, r.partition, r.offset, r.key, r.value or b"",
+                                       {k: v.decode(errors="replace") for k, v in r.headers})
+                    if keep(message):
+                        found.append(message)
     finally:
         await consumer.stop()
-    return found[:count]
+    return found
