@@ -26,6 +26,7 @@ COPY pyproject.toml ./
 COPY schemas/ schemas/
 COPY services/ services/
 COPY cli/ cli/
+COPY demo/ demo/
 RUN pip install --no-deps . \
     && rm -rf build ./*.egg-info
 

@@ -10,7 +10,7 @@ export PYTHONPATH := $(CURDIR)
 help:
 	@echo "make run         the whole pipeline on the local stack, with the demo"
 	@echo "make test        lint, type-check, and every test against the real stack"
-	@echo "make stack-up    start Kafka + PostgreSQL (idempotent);  make stack-down to stop"
+	@echo "make stack-up    start Kafka, PostgreSQL, Prometheus, nginx (idempotent);  make stack-down to stop"
 	@echo "make bench       benchmarks (long); figures go to BENCHMARKS.md"
 	@echo "make schemas     regenerate the JSON Schema / AsyncAPI export"
 
@@ -26,7 +26,7 @@ venv: .venv/.installed
 
 lint: venv
 	$(PY) -m ruff check .
-	$(PY) -m mypy schemas services cli bench tests
+	$(PY) -m mypy schemas services cli demo bench tests
 
 stack-up: venv
 	$(STACK) up

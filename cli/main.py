@@ -27,7 +27,7 @@ def build_app() -> typer.Typer:
     if _app is None:
         import typer
 
-        from cli import config, keys, lint, verify
+        from cli import config, keys, lint, rollout, verify
 
         app = typer.Typer(
             name="guardians",
@@ -41,6 +41,7 @@ def build_app() -> typer.Typer:
         lint.register(app)
         verify.register(app)
         config.register(app)
+        rollout.register(app)
         _app = app
     return _app
 

@@ -26,6 +26,7 @@ from schemas.events import (
     DeployFailed,
     DeployRollbackRequested,
     DeployRolledBack,
+    DeployRolloutDecided,
     DeployStageChanged,
     HealthChanged,
     HealthReported,
@@ -121,6 +122,11 @@ REGISTRY = Registry(
             "deploy.rollback.requested", DeployRollbackRequested, key_field="change_id",
             partitions=PIPELINE_PARTITIONS, retention_ms=RETENTION_MS, signed=True,
             description="incident service, people → deploy guardian: roll a change back",
+        ),
+        TopicSpec(
+            "deploy.rollout.decided", DeployRolloutDecided, key_field="change_id",
+            partitions=PIPELINE_PARTITIONS, retention_ms=RETENTION_MS, signed=True,
+            description="people → deploy guardian: promote or abort a paused rollout",
         ),
         TopicSpec(
             "deploy.rolled_back", DeployRolledBack, key_field="change_id",
@@ -227,9 +233,9 @@ SERVICES: dict[str, ServiceTopics] = {
         description="Assesses, verifies and gates every change before it deploys.",
     ),
     "deploy": ServiceTopics(
-        receives=("migration.approved", "deploy.rollback.requested"),
+        receives=("migration.approved", "deploy.rollback.requested", "deploy.rollout.decided"),
         sends=("deploy.stage.changed", "deploy.analysis.measured", "deploy.rolled_back",
-               "deploy.completed", "deploy.failed"),
+               "deploy.completed", "deploy.failed", "ops.alerts"),
         description="Staged rollouts with canary analysis and automatic rollback.",
     ),
     "backup": ServiceTopics(

@@ -2,6 +2,7 @@
 
     python stack/probe.py kafka 127.0.0.1:9092 --timeout 60   # metadata request answers
     python stack/probe.py pg postgresql://...  --timeout 30   # SELECT 1 answers
+    python stack/probe.py http http://127.0.0.1:9090/-/ready   # GET answers 200
     python stack/probe.py pg-bin                               # embedded PostgreSQL's bin dir
 
 Exit status 0 when ready, 1 when the deadline passed (the last error is printed).
@@ -15,6 +16,7 @@ import importlib.util
 import logging
 import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -48,6 +50,16 @@ async def pg_ready(url: str, timeout_s: float) -> None:
         await conn.close()
 
 
+async def http_ready(url: str, timeout_s: float) -> None:
+    """GET answers 200 (urlopen raises on any other status, or when nothing answers)."""
+
+    def get() -> None:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310
+            response.read()
+
+    await asyncio.to_thread(get)
+
+
 async def until_ready(check: Callable[[float], Awaitable[None]], timeout_s: float) -> str | None:
     """Retry `check` until it passes (None) or the deadline passes (the last error)."""
     deadline = time.monotonic() + timeout_s
@@ -76,7 +88,7 @@ def pg_bin_dir() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    for name, what in (("kafka", "bootstrap servers"), ("pg", "database URL")):
+    for name, what in (("kafka", "bootstrap servers"), ("pg", "database URL"), ("http", "URL")):
         cmd = sub.add_parser(name)
         cmd.add_argument("target", help=what)
         cmd.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
@@ -90,10 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     # aiokafka logs every refused connection while the broker boots; the result says enough.
     logging.basicConfig(level=logging.CRITICAL)
     target: str = args.target
-    if args.what == "kafka":
-        error = asyncio.run(until_ready(lambda t: kafka_ready(target, t), args.timeout))
-    else:
-        error = asyncio.run(until_ready(lambda t: pg_ready(target, t), args.timeout))
+    checks = {"kafka": kafka_ready, "pg": pg_ready, "http": http_ready}
+    check = checks[args.what]
+    error = asyncio.run(until_ready(lambda t: check(target, t), args.timeout))
     if error is not None:
         print(f"probe {args.what}: not ready after {args.timeout:g}s: {error}", file=sys.stderr)
         return 1

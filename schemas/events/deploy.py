@@ -83,6 +83,10 @@ class RollbackTrigger(StrEnum):
 class DeployFailure(StrEnum):
     STAGING_NOT_READY = "staging_not_ready"
     STAGING_TESTS_FAILED = "staging_tests_failed"
+    CANARY_NOT_READY = "canary_not_ready"
+    """The canary never answered its readiness probe; it was removed, loudly."""
+    CONFIG_ERROR = "config_error"
+    """The service's rollout plan cannot run (a condition or query that does not parse)."""
     TARGET_ERROR = "target_error"
     """The deploy target refused or errored (command exit code, webhook status)."""
     PRODUCTION_FAILED = "production_failed"
@@ -155,7 +159,8 @@ class DeployAnalysisMeasured(Event):
     metric: str = Field(min_length=1)
     query: str
     condition: str
-    """The success condition as configured (`result < 0.05`)."""
+    """What was checked, as text: the success and failure conditions and the baseline
+    comparison (`result < 0.05; canary <= baseline + 20%`)."""
     values: tuple[float | None, ...] = ()
     """The query's result; empty or null where there was no data (NaN is sent as null)."""
     baseline_values: tuple[float | None, ...] = ()
@@ -179,6 +184,30 @@ class DeployRollbackRequested(Event):
     incident_id: IncidentId | None = None
     to_version: Version | None = None
     """null: the version that ran before this change."""
+
+
+class RolloutDecision(StrEnum):
+    PROMOTE = "promote"
+    """Continue a paused rollout (with extra production monitoring after an inconclusive
+    analysis)."""
+    ABORT = "abort"
+    """Roll the canary back now."""
+
+
+class DeployRolloutDecided(Event):
+    """People (`guardians rollout promote|abort`) → deploy guardian: decide a paused rollout.
+
+    A signed command. Promote continues a rollout paused by a `pause` step without a
+    duration or by an inconclusive analysis; abort rolls the canary back at any step.
+    """
+
+    TOPIC: ClassVar[str] = "deploy.rollout.decided"
+
+    change_id: ChangeId
+    service: ServiceName
+    decision: RolloutDecision
+    decided_by: str = Field(min_length=1)
+    reason: str | None = None
 
 
 class DeployRolledBack(Event):

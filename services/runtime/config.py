@@ -8,8 +8,9 @@ keys) are not here: they come from environment variables (settings.py).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -66,8 +67,280 @@ class MigrationPolicy(_Section):
         return frozenset(self.checklist_reviewers or self.team_reviewers)
 
 
+# -- deploy guardian ------------------------------------------------------------------------
+
+QUERY_PLACEHOLDERS = frozenset(
+    {"service", "version", "stable_version", "canary_version", "track", "env", "change_id",
+     "window"}
+)
+"""What a PromQL query template may name in braces (`{service}`); values are escaped as
+PromQL string literals when substituted, so event data never changes a query's shape."""
+COMMAND_PLACEHOLDERS = frozenset(
+    {"service", "version", "artifact", "env", "weight", "port", "slot", "change_id", "url",
+     "previous_version", "python"}
+)
+"""What a command or webhook template may name; each argument is substituted on its own and
+passed as one argv element, never through a shell. {python} is the guardian's own
+interpreter (for Python apps run from the same environment)."""
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+def _check_placeholders(where: str, text: str, allowed: frozenset[str]) -> None:
+    unknown = sorted(set(_PLACEHOLDER.findall(text)) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
+            f"known: {', '.join(sorted(allowed))}"
+        )
+
+
+class Webhook(_Section):
+    """An HTTP call (Flagger-style): any 2xx means go."""
+
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["GET", "POST", "PUT"] = "POST"
+    timeout_seconds: float = Field(default=10, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> Webhook:
+        _check_placeholders("webhook url", self.url, COMMAND_PLACEHOLDERS)
+        return self
+
+
+class LocalTarget(_Section):
+    """Real processes on this machine: staging on its own port, production behind nginx.
+
+    Production runs in two slots (blue/green ports); the canary starts in the free slot and
+    nginx's weighted upstream splits the traffic. The previous version keeps its slot until
+    production monitoring passes, so an emergency rollback is one nginx reload.
+    """
+
+    kind: Literal["local"] = "local"
+    command: list[str] = Field(min_length=1)
+    """Starts one instance; placeholders {port} {version} {artifact} {service} {env} {slot}."""
+    listen_port: int = Field(ge=1, le=65535)
+    """The production entry point: nginx listens here."""
+    staging_port: int = Field(ge=1, le=65535)
+    slot_ports: tuple[int, int]
+    """The two production slots (blue, green)."""
+    ready_path: str = Field(default="/healthz", pattern=r"^/")
+    ready_timeout_seconds: float = Field(default=30, gt=0)
+    workdir: Path | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> LocalTarget:
+        ports = [self.listen_port, self.staging_port, *self.slot_ports]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"listen_port, staging_port and slot_ports must differ: {ports}")
+        for arg in self.command:
+            _check_placeholders("command", arg, COMMAND_PLACEHOLDERS)
+        return self
+
+
+class CommandTarget(_Section):
+    """Configured commands per action (kubectl, helm, ansible, scripts), as argument lists."""
+
+    kind: Literal["command"] = "command"
+    deploy: list[str] = Field(min_length=1)
+    """Deploys {version} ({artifact}) to {env}: `staging` or `canary`."""
+    set_weight: list[str] = Field(min_length=1)
+    promote: list[str] = Field(min_length=1)
+    rollback: list[str] = Field(min_length=1)
+    """Puts {previous_version} back on all traffic and removes {version}."""
+    ready: list[str] | None = None
+    """Exit 0 when {env} serves {version}; absent: ready once `deploy` succeeded."""
+    staging_url: str | None = None
+    """Where staging HTTP tests are sent."""
+    timeout_seconds: float = Field(default=300, gt=0)
+    workdir: Path | None = None
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> CommandTarget:
+        for action in (self.deploy, self.set_weight, self.promote, self.rollback,
+                       self.ready or []):
+            for arg in action:
+                _check_placeholders("command", arg, COMMAND_PLACEHOLDERS)
+        return self
+
+
+class HttpTarget(_Section):
+    """A webhook per action (2xx means go), with timeouts and retries."""
+
+    kind: Literal["http"] = "http"
+    deploy: Webhook
+    set_weight: Webhook
+    promote: Webhook
+    rollback: Webhook
+    ready: Webhook | None = None
+    staging_url: str | None = None
+
+
+DeployTarget = Annotated[LocalTarget | CommandTarget | HttpTarget, Field(discriminator="kind")]
+
+
+class HttpTest(_Section):
+    path: str = Field(default="/", pattern=r"^/")
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    body_contains: str | None = None
+    repeat: int = Field(default=1, ge=1, le=1000)
+    """Send it this many times; every answer must pass (catches intermittent errors)."""
+
+
+class StagingTest(_Section):
+    """One staging test: an HTTP check against the staging instance, or a command."""
+
+    name: str = Field(min_length=1)
+    http: HttpTest | None = None
+    command: list[str] | None = None
+    """Exit 0 passes; placeholders as for targets ({url} is the staging URL)."""
+    timeout_seconds: float = Field(default=60, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StagingTest:
+        if (self.http is None) == (self.command is None):
+            raise ValueError(f"staging test {self.name!r}: give exactly one of http, command")
+        for arg in self.command or []:
+            _check_placeholders("command", arg, COMMAND_PLACEHOLDERS)
+        return self
+
+
+class BaselineComparison(_Section):
+    """Canary against the stable version, as Kayenta: the same query with {track} = stable."""
+
+    method: Literal["ratio", "mann_whitney"] = "ratio"
+    """ratio: canary <= stable * (1 + max_increase) + min_delta, on the instant values.
+    mann_whitney: over the interval's samples, the canary is not significantly worse
+    (one-sided Mann-Whitney U at `alpha`)."""
+    max_increase: float = Field(default=0.2, ge=0)
+    """Allowed relative increase (0.2 = +20%)."""
+    min_delta: float = Field(default=0.0, ge=0)
+    """Differences below this absolute amount never fail (two tiny error rates)."""
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    higher_is_worse: bool = True
+
+
+class AnalysisMetric(_Section):
+    name: str = Field(min_length=1)
+    query: str = Field(min_length=1)
+    """PromQL; placeholders {service} {version} {track} {env} {window} ... (escaped)."""
+    success: str | None = None
+    """Condition on `result` (`result < 0.05`, `result >= 0.9 and result <= 1`)."""
+    failure: str | None = None
+    """When set, a measurement that meets neither condition is inconclusive."""
+    baseline: BaselineComparison | None = None
+    critical: bool = False
+    """A failed measurement fails the analysis at once, whatever the failure limit."""
+
+    @model_validator(mode="after")
+    def _judged(self) -> AnalysisMetric:
+        if self.success is None and self.failure is None and self.baseline is None:
+            raise ValueError(f"metric {self.name!r}: give success, failure or baseline")
+        _check_placeholders(f"metric {self.name!r} query", self.query, QUERY_PLACEHOLDERS)
+        return self
+
+
+class AnalysisTemplate(_Section):
+    """As Argo Rollouts' AnalysisTemplate: measured `count` times, `interval` apart."""
+
+    metrics: list[AnalysisMetric] = Field(min_length=1)
+    interval_seconds: float = Field(default=5, gt=0)
+    count: int = Field(default=5, ge=1)
+    initial_delay_seconds: float = Field(default=0, ge=0)
+    failure_limit: int = Field(default=0, ge=0)
+    """Failed measurements per metric tolerated; one more fails the run."""
+    inconclusive_limit: int = Field(default=0, ge=0)
+    consecutive_error_limit: int = Field(default=4, ge=0)
+    """Query errors in a row per metric tolerated; one more fails the run."""
+    window: str = Field(default="30s", pattern=r"^[0-9]+[smh]$")
+    """Substituted for {window} in queries (the rate() range)."""
+
+    @model_validator(mode="after")
+    def _unique_metrics(self) -> AnalysisTemplate:
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"metric names repeat: {names}")
+        return self
+
+
+class PauseSpec(_Section):
+    seconds: float | None = Field(default=None, gt=0)
+    """None: wait for `guardians rollout promote|abort`."""
+
+
+class CanaryStep(_Section):
+    """One step of the canary: exactly one of set_weight, pause, analysis."""
+
+    set_weight: int | None = Field(default=None, ge=0, le=100)
+    pause: PauseSpec | None = None
+    analysis: str | None = None
+    """The name of an analysis template."""
+
+    @model_validator(mode="after")
+    def _one_action(self) -> CanaryStep:
+        given = [k for k in ("set_weight", "pause", "analysis") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a canary step needs exactly one of set_weight, pause, analysis; "
+                             f"got {given or 'none'}")
+        return self
+
+
+class ProductionMonitoring(_Section):
+    seconds: float = Field(default=60, ge=0)
+    """How long production is watched after promotion before `deploy.completed`."""
+    analysis: str | None = None
+    """The template measured on production during that window; a failure is an emergency
+    rollback. The change's monitoring plan adds metrics and time."""
+
+
+class RolloutWebhooks(_Section):
+    """Flagger's hooks: gates that must answer 2xx, and notifications."""
+
+    pre_rollout: list[Webhook] = Field(default_factory=list)
+    """Before the canary gets traffic; a failure fails the rollout."""
+    confirm_promotion: list[Webhook] = Field(default_factory=list)
+    """Before promotion; a failure holds the rollout paused until it answers 2xx or the
+    inconclusive timeout rolls it back."""
+    post_rollout: list[Webhook] = Field(default_factory=list)
+    rollback: list[Webhook] = Field(default_factory=list)
+
+
+def _default_steps() -> list[CanaryStep]:
+    return [CanaryStep(set_weight=20), CanaryStep(pause=PauseSpec(seconds=30)),
+            CanaryStep(set_weight=50), CanaryStep(pause=PauseSpec(seconds=30))]
+
+
+class DeployPolicy(_Section):
+    """How the deploy guardian rolls this service out (the rollout plan, as data)."""
+
+    target: DeployTarget | None = None
+    """None: the deploy guardian cannot deploy this service; its changes fail with that."""
+    staging_tests: list[StagingTest] = Field(default_factory=list)
+    steps: list[CanaryStep] = Field(default_factory=_default_steps)
+    analysis: dict[str, AnalysisTemplate] = Field(default_factory=dict)
+    monitoring: ProductionMonitoring = Field(default_factory=ProductionMonitoring)
+    inconclusive_timeout_seconds: float = Field(default=600, gt=0)
+    """A rollout paused for a decision rolls back after this long."""
+    webhooks: RolloutWebhooks = Field(default_factory=RolloutWebhooks)
+
+    @model_validator(mode="after")
+    def _templates_exist(self) -> DeployPolicy:
+        wanted = [s.analysis for s in self.steps if s.analysis is not None]
+        if self.monitoring.analysis is not None:
+            wanted.append(self.monitoring.analysis)
+        missing = sorted({name for name in wanted if name not in self.analysis})
+        if missing:
+            raise ValueError(f"analysis template(s) not defined under analysis: "
+                             f"{', '.join(missing)}")
+        return self
+
+
 class ManagedService(_Section):
     migration: MigrationPolicy = Field(default_factory=MigrationPolicy)
+    deploy: DeployPolicy = Field(default_factory=DeployPolicy)
 
 
 class GuardiansConfig(_Section):

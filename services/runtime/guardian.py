@@ -93,6 +93,7 @@ class Guardian:
         self._migrations = migrations
         self._routes: dict[str, Route[Any]] = {}
         self._periodic: list[tuple[float, Callable[[Context], Awaitable[None]]]] = []
+        self._background: list[Callable[[], Awaitable[None]]] = []
         self.pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -141,6 +142,14 @@ class Guardian:
 
         return register
 
+    def runs(self, task: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Run `task()` for the life of the process, after start-up, outside any transaction
+        (a driver of durable state machines that calls the outside world and opens its own
+        `transaction()`s). It is cancelled at stop; if it raises, it is logged and started
+        again after a second, so one bad iteration never stops the service."""
+        self._background.append(task)
+        return task
+
     @property
     def topics(self) -> list[str]:
         return sorted(self._routes)
@@ -180,6 +189,8 @@ class Guardian:
             await self._start_consumer()
         for seconds, task in [*self._periodic, (HOUSEKEEPING_INTERVAL_S, self._housekeeping)]:
             self._tasks.append(asyncio.create_task(self._every(seconds, task)))
+        for background in self._background:
+            self._tasks.append(asyncio.create_task(self._keep_running(background)))
         self._http = HealthServer(s.http_host, s.port_for(self.name), self.readiness)
         await self._http.start()
         metrics.READY.labels(self.name).set(1)
@@ -329,6 +340,16 @@ class Guardian:
             except Exception:
                 log.exception("periodic task %s failed", task.__name__)
 
+    async def _keep_running(self, task: Callable[[], Awaitable[None]]) -> None:
+        while not self._stopping:
+            try:
+                await task()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s failed; restarting it", task.__name__)
+            await asyncio.sleep(1.0)
+
     async def _housekeeping(self, ctx: Context) -> None:
         """Keep the delivery tables bounded."""
         s = self.settings
@@ -374,6 +395,8 @@ class Guardian:
             await self._broker.stop()
         for task in self._tasks:
             task.cancel()
+        if self._tasks:  # let them leave their transactions before the pool closes
+            await asyncio.wait(self._tasks, timeout=SHUTDOWN_FLUSH_S)
         if self.relay is not None:
             try:  # bounded: a broker that is gone must not hold the process forever
                 await asyncio.wait_for(self.relay.stop(), SHUTDOWN_FLUSH_S)

@@ -69,6 +69,19 @@ class RuntimeSettings(BaseSettings):
     config_file: Path | None = None
     """guardians.yaml (per managed service policies); unset: every service gets defaults."""
 
+    prometheus_url: str = "http://127.0.0.1:9090"
+    """Where the deploy guardian queries canary metrics (the stack's Prometheus)."""
+    prometheus_targets_dir: Path | None = None
+    """Prometheus file_sd directory where the local deploy target lists its instances."""
+    nginx_bin: str = "nginx"
+    nginx_prefix: Path | None = None
+    nginx_conf: Path | None = None
+    nginx_sites_dir: Path | None = None
+    """Where the local deploy target writes one site (weighted upstream) per service."""
+    state_dir: Path = Path(".cache/guardians")
+    """Files the guardians keep outside the database: the local target's instance table and
+    logs."""
+
     log_level: str = "INFO"
     trace_file: Path | None = None
     """Write finished spans as JSON lines here (tests, offline debugging)."""

@@ -12,10 +12,12 @@ import importlib.util
 import json
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Iterator, Mapping
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -31,6 +33,12 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = ROOT / "pyproject.toml"
 KAFKA_POM = ROOT / "stack" / "kafka" / "pom.xml"
 KAFKA_PROPERTIES = ROOT / "stack" / "kafka" / "server.properties.in"
+STACK_SH = ROOT / "stack" / "stack.sh"
+PROMETHEUS_TEMPLATE = ROOT / "stack" / "prometheus" / "prometheus.yml.in"
+PROMETHEUS_COMPOSE_CONFIG = ROOT / "stack" / "prometheus" / "prometheus.compose.yml"
+NGINX_TEMPLATE = ROOT / "stack" / "nginx" / "nginx.conf.in"
+PLACEHOLDER = re.compile(r"@[A-Z_]+@")
+"""How stack/'s templates mark what stack.sh (and compose, for nginx) fills in."""
 
 DESIGN_SERVICES = frozenset({"migration", "deploy", "backup", "process", "incident"})
 """The five deployable guardians of DESIGN.md."""
@@ -236,6 +244,113 @@ def module_runs(module: str) -> bool:
     if spec.submodule_search_locations is not None:
         return importlib.util.find_spec(f"{module}.__main__") is not None
     return True
+
+
+def volumes(svc: Mapping[str, Any]) -> dict[str, str]:
+    """Container path -> host path or volume name, from short or long syntax."""
+    mounts: dict[str, str] = {}
+    for entry in svc.get("volumes") or []:
+        if isinstance(entry, dict):
+            mounts[str(entry["target"])] = str(entry.get("source", ""))
+        else:
+            source, _, rest = str(entry).partition(":")
+            mounts[rest.split(":")[0]] = source
+    return mounts
+
+
+def mount_of(svc: Mapping[str, Any], host_file: Path) -> str:
+    """Where the service sees `host_file` (a bind mount of it)."""
+    found = [
+        target
+        for target, source in volumes(svc).items()
+        if source.startswith((".", "/")) and (ROOT / source).resolve() == host_file
+    ]
+    assert found, f"{host_file.relative_to(ROOT)} is not mounted"
+    return found[0]
+
+
+def named_volume(svc: Mapping[str, Any], target: str) -> bool:
+    return volumes(svc).get(target, "") in (compose().get("volumes") or {})
+
+
+def stack_default(variable: str) -> str:
+    """The default stack/stack.sh gives a setting: `NAME="${VARIABLE:-default}"`."""
+    match = re.search(r'"\$\{' + variable + r':-([^}]*)\}"', STACK_SH.read_text())
+    assert match, f"stack/stack.sh has no default for {variable}"
+    return match.group(1)
+
+
+def flag_value(svc: Mapping[str, Any], flag: str) -> str:
+    values = [arg.partition("=")[2] for arg in command(svc) if arg.startswith(f"{flag}=")]
+    assert len(values) == 1, f"expected one {flag}=... in {command(svc)}"
+    return values[0]
+
+
+def prometheus_service() -> str:
+    return service_by_image("prom/prometheus")
+
+
+def nginx_service() -> str:
+    return service_by_image("nginx")
+
+
+def scrape_jobs(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(job["job_name"]): job for job in config["scrape_configs"]}
+
+
+def static_targets(job: Mapping[str, Any]) -> list[str]:
+    return [str(t) for group in job.get("static_configs", []) for t in group["targets"]]
+
+
+def without_addresses(job: Mapping[str, Any]) -> dict[str, Any]:
+    """A scrape job with each static target reduced to its port and each file_sd path to its
+    file pattern: what must not differ between the local stack and compose."""
+    stripped = dict(job)
+    if "static_configs" in job:
+        stripped["static_configs"] = [
+            {**group, "targets": [host_port(t)[1] for t in group["targets"]]}
+            for group in job["static_configs"]
+        ]
+    if "file_sd_configs" in job:
+        stripped["file_sd_configs"] = [
+            {**sd, "files": [PurePosixPath(f).name for f in sd["files"]]}
+            for sd in job["file_sd_configs"]
+        ]
+    return stripped
+
+
+def local_prometheus_config() -> dict[str, Any]:
+    loaded = yaml.safe_load(PLACEHOLDER.sub("/stack-dir", PROMETHEUS_TEMPLATE.read_text()))
+    return cast(dict[str, Any], loaded)
+
+
+def compose_prometheus_config() -> dict[str, Any]:
+    return cast(dict[str, Any], yaml.safe_load(PROMETHEUS_COMPOSE_CONFIG.read_text()))
+
+
+def nginx_command() -> str:
+    return " ".join(command(service(nginx_service())))
+
+
+def nginx_rendered_in_compose() -> str:
+    """stack/nginx/nginx.conf.in after the compose nginx command's sed expressions."""
+    text = NGINX_TEMPLATE.read_text()
+    expressions = re.findall(r"-e '?s\|([^|]*)\|([^|]*)\|g?'?", nginx_command())
+    assert expressions, "the compose nginx command does not render the template with sed"
+    for pattern, replacement in expressions:
+        text = re.sub(pattern, replacement.replace("\\", r"\\"), text, flags=re.MULTILINE)
+    return text
+
+
+def debian_version(binary: str, flag: str) -> str:
+    """The upstream version of an installed Debian binary (skips when it is not installed)."""
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    if path is None:
+        pytest.skip(f"{binary} is not installed (stack/stack.sh up installs it)")
+    result = subprocess.run([path, flag], capture_output=True, text=True, check=True)
+    match = re.search(r"(\d+\.\d+\.\d+)", result.stdout + result.stderr)
+    assert match, f"{binary} {flag} printed no version"
+    return match.group(1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,6 +614,110 @@ def test_postgres_image_is_the_major_version_the_local_stack_embeds() -> None:
 def test_postgres_healthcheck_uses_pg_isready() -> None:
     test = service(postgres_service()).get("healthcheck", {}).get("test", [])
     assert any("pg_isready" in str(part) for part in test)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus and nginx: the local stack's configurations, with container addresses
+
+
+def test_stack_sh_fills_in_every_placeholder_of_its_templates() -> None:
+    script = STACK_SH.read_text()
+    for template in (PROMETHEUS_TEMPLATE, NGINX_TEMPLATE, KAFKA_PROPERTIES):
+        lines = template.read_text().splitlines()
+        settings = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+        for placeholder in set(PLACEHOLDER.findall(settings)):
+            assert f"s|{placeholder}|" in script, (
+                f"stack/stack.sh does not fill in {placeholder} of {template.relative_to(ROOT)}"
+            )
+
+
+def test_prometheus_in_compose_loads_the_compose_variant_of_the_stack_s_configuration() -> None:
+    svc = service(prometheus_service())
+    assert flag_value(svc, "--config.file") == mount_of(svc, PROMETHEUS_COMPOSE_CONFIG)
+
+
+def test_prometheus_in_compose_scrapes_what_the_local_stack_scrapes() -> None:
+    local, composed = local_prometheus_config(), compose_prometheus_config()
+    assert composed["global"] == local["global"]
+    local_jobs, compose_jobs = scrape_jobs(local), scrape_jobs(composed)
+    assert set(compose_jobs) == set(local_jobs)
+    for name, job in local_jobs.items():
+        assert without_addresses(compose_jobs[name]) == without_addresses(job), name
+        assert all(host_port(t)[0] == "127.0.0.1" for t in static_targets(job)), name
+
+
+def test_prometheus_in_compose_scrapes_each_guardian_at_its_service() -> None:
+    targets = {
+        host_port(t)[1]: host_port(t)[0]
+        for job in scrape_jobs(compose_prometheus_config()).values()
+        for t in static_targets(job)
+    }
+    for compose_name, package in guardian_services().items():
+        port = SERVICE_PORTS[package]
+        assert targets.get(port) in network_names(compose_name), (
+            f"prometheus does not scrape {compose_name}:{port}"
+        )
+
+
+def test_prometheus_in_compose_reads_file_sd_targets_from_a_shared_volume() -> None:
+    svc = service(prometheus_service())
+    for job in scrape_jobs(compose_prometheus_config()).values():
+        for sd in job.get("file_sd_configs", []):
+            for pattern in sd["files"]:
+                directory = str(PurePosixPath(pattern).parent)
+                assert named_volume(svc, directory), (
+                    f"{directory} is not a named volume the deploy guardian could write to"
+                )
+
+
+def test_prometheus_runs_with_the_local_stack_s_flags_and_port() -> None:
+    svc = service(prometheus_service())
+    script = STACK_SH.read_text()
+    for flag in ("--storage.tsdb.retention.time=1d", "--web.enable-lifecycle"):
+        assert flag in script
+        assert flag in command(svc)
+    port = host_port(flag_value(svc, "--web.listen-address"))[1]
+    assert port == int(stack_default("GUARDIANS_PROMETHEUS_PORT"))
+    assert published_ports(svc) == [(port, port)]
+    assert named_volume(svc, flag_value(svc, "--storage.tsdb.path"))
+
+
+def test_nginx_in_compose_renders_the_stack_s_template_with_every_placeholder_filled() -> None:
+    svc = service(nginx_service())
+    assert mount_of(svc, NGINX_TEMPLATE) in nginx_command()
+    rendered = nginx_rendered_in_compose()
+    assert not PLACEHOLDER.findall(rendered), PLACEHOLDER.findall(rendered)
+    # The container's main process: nginx in the foreground, with the file just rendered.
+    assert re.search(r"^daemon off;", rendered, re.MULTILINE)
+    written = re.search(r">\s*(\S+)", nginx_command())
+    assert written
+    assert nginx_command().rstrip().endswith(f"exec nginx -c {written.group(1)}")
+
+
+def test_nginx_status_server_is_published_on_the_local_stack_s_status_port() -> None:
+    port = int(stack_default("GUARDIANS_NGINX_STATUS_PORT"))
+    listen = re.search(r"^\s*listen ([^;]+);", nginx_rendered_in_compose(), re.MULTILINE)
+    assert listen
+    host, listen_port = host_port(listen.group(1))
+    assert (host, listen_port) == ("0.0.0.0", port)
+    assert published_ports(service(nginx_service())) == [(port, port)]
+
+
+def test_nginx_sites_directory_is_a_volume_the_deploy_guardian_could_share() -> None:
+    include = re.search(r"include (\S+)/\*\.conf;", nginx_rendered_in_compose())
+    assert include
+    assert named_volume(service(nginx_service()), include.group(1))
+
+
+@pytest.mark.parametrize(
+    ("image_of", "binary", "flag"),
+    [(prometheus_service, "prometheus", "--version"), (nginx_service, "nginx", "-v")],
+)
+def test_prometheus_and_nginx_images_are_the_releases_the_local_stack_runs(
+    image_of: Any, binary: str, flag: str
+) -> None:
+    tag = image_name(service(image_of()))[1]
+    assert tag.removeprefix("v") == debian_version(binary, flag)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from schemas.events import (
     DeployFailed,
     DeployRollbackRequested,
     DeployRolledBack,
+    DeployRolloutDecided,
     DeployStageChanged,
     HealthChanged,
     HealthReported,
@@ -57,6 +58,7 @@ from schemas.events.deploy import (
     DeployStage,
     MetricBreach,
     RollbackTrigger,
+    RolloutDecision,
     StagingTestRun,
     TestCaseResult,
     TestOutcome,
@@ -207,6 +209,10 @@ def _deploy() -> list[Event]:
         DeployRollbackRequested(
             change_id=CHANGE, service=SERVICE, requested_by="incident", reason="error spike",
             incident_id=INCIDENT, to_version="1.9.3",
+        ),
+        DeployRolloutDecided(
+            change_id=CHANGE, service=SERVICE, decision=RolloutDecision.PROMOTE,
+            decided_by="ana", reason="latency inconclusive: traffic too low at 5%",
         ),
         DeployRolledBack(
             change_id=CHANGE, service=SERVICE, version="2.0.0", restored_version="1.9.3",

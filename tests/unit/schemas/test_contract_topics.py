@@ -25,6 +25,7 @@ EXPECTED_TOPICS = {
     "deploy.stage.changed": "change_id",
     "deploy.analysis.measured": "change_id",
     "deploy.rollback.requested": "change_id",
+    "deploy.rollout.decided": "change_id",
     "deploy.rolled_back": "change_id",
     "deploy.completed": "change_id",
     "deploy.failed": "change_id",
@@ -46,6 +47,7 @@ COMMANDS = {
     "change.submitted",
     "migration.review.decided",
     "deploy.rollback.requested",
+    "deploy.rollout.decided",
     "backup.restore.requested",
     "service.restart.requested",
 }
@@ -121,7 +123,8 @@ def test_each_event_has_one_guardian_that_says_it_except_commands_and_alerts() -
     for service, topics in SERVICES.items():
         for name in topics.sends:
             senders.setdefault(name, []).append(service)
-    external = {"change.submitted", "migration.review.decided"}  # from CI and people
+    # from CI and people
+    external = {"change.submitted", "migration.review.decided", "deploy.rollout.decided"}
     assert set(senders) == set(EXPECTED_TOPICS) - external
     shared = {name for name, who in senders.items() if len(who) > 1}
     assert shared == {"ops.alerts"}

@@ -1,0 +1,7 @@
+"""`python -m demo` is `python -m demo.app`."""
+
+import sys
+
+from demo.app import main
+
+sys.exit(main())
