@@ -52,6 +52,7 @@ run: venv stack-up
 
 bench: venv stack-up
 	source .cache/stack.env && $(PY) bench/relay_chain.py
+	source .cache/stack.env && $(PY) bench/rollback_time.py
 
 clean: stack-down
 	rm -rf .cache .venv

@@ -27,6 +27,15 @@ def validate(
     except ConfigError as error:
         typer.echo(f"invalid: {error}", err=True)
         raise typer.Exit(2) from None
+    from services.deploy.domain.analysis import template_problems
+
+    problems = [f"services.{service}.deploy.analysis.{name}: {problem}"
+                for service, managed in sorted(config.services.items())
+                for name, template in sorted(managed.deploy.analysis.items())
+                for problem in template_problems(template)]
+    if problems:
+        typer.echo(f"invalid: {path}: " + "; ".join(problems), err=True)
+        raise typer.Exit(2)
     names = ", ".join(sorted(config.services)) or "none (every service gets the defaults)"
     typer.echo(f"{path}: valid; managed services: {names}")
 

@@ -70,3 +70,30 @@ def test_config_validate_exits_0_for_a_valid_file_and_2_naming_the_problem(
     assert ok.exit_code == 0 and "shop" in ok.output
     refused = runner.invoke(build_app(), ["config", "validate", str(bad)])
     assert refused.exit_code == 2 and "pg_verson" in refused.output
+
+
+def test_config_validate_checks_analysis_conditions_and_queries(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import build_app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "services:\n  shop:\n    deploy:\n      analysis:\n        canary:\n"
+        "          metrics: [{name: errors, query: 'up{job={service}}',"
+        " success: 'result <'}]\n"
+    )
+    refused = CliRunner().invoke(build_app(), ["config", "validate", str(bad)])
+    assert refused.exit_code == 2
+    assert "services.shop.deploy.analysis.canary" in refused.output
+    assert "column 9" in refused.output and "double-quoted" in refused.output
+
+
+def test_the_demo_configuration_is_valid() -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import build_app
+
+    demo = Path(__file__).resolve().parents[2] / "demo" / "guardians.yaml"
+    ok = CliRunner().invoke(build_app(), ["config", "validate", str(demo)])
+    assert ok.exit_code == 0, ok.output
