@@ -24,7 +24,9 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -54,14 +56,19 @@ ERROR_RATE = ('(sum(rate(demo_http_requests_total{service="{service}",track="{tr
 
 
 def free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
+    """Ports below the kernel's ephemeral range: a port picked by binding to 0 is free now,
+    but an outgoing connection (nginx to an upstream, the load generator) may take it before
+    the instance binds it."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in ports:
+            ports.append(port)
     return ports
 
 

@@ -17,6 +17,7 @@ is the fast emergency path.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -299,6 +300,15 @@ class Rollout:
             self.target = self.driver.target(self.row.service, self.plan)
         except TargetError as exc:
             await self.fail(Failed(DeployFailure.TARGET_ERROR, str(exc), DeployStage.STAGING))
+            return
+        pending = self.progress.get("rolling_back")
+        if pending is not None:
+            await self.roll_back(RollbackNow(
+                RollbackTrigger(pending["trigger"]), pending["reason"],
+                breach=(MetricBreach.model_validate_json(json.dumps(pending["breach"]))
+                        if pending.get("breach") else None),
+                requested_by=pending.get("requested_by"),
+                incident_id=pending.get("incident_id")))
             return
         if self.status == "completed":
             await self.rollback_completed()
@@ -634,10 +644,21 @@ class Rollout:
     # -- endings -------------------------------------------------------------------------------
 
     async def roll_back(self, now: RollbackNow) -> None:
-        stage = self.stage or DeployStage.STAGING
+        pending = self.progress.get("rolling_back")
+        if pending is None:
+            # Recorded with the `rolling_back` checkpoint: a guardian killed mid-rollback
+            # finishes this rollback on restart instead of walking the plan again.
+            stage = self.stage or DeployStage.STAGING
+            self.progress["rolling_back"] = {
+                "trigger": now.trigger.value, "reason": now.reason, "stage": stage.value,
+                "breach": now.breach.model_dump(mode="json") if now.breach else None,
+                "requested_by": now.requested_by, "incident_id": now.incident_id,
+            }
+            await self.move(DeployStage.ROLLING_BACK, now.reason,
+                            environment="production" if self.done("canary") else "staging")
+        else:
+            stage = DeployStage(pending["stage"])
         promoted = self.done("promoted")
-        await self.move(DeployStage.ROLLING_BACK, now.reason,
-                        environment="production" if self.done("canary") else "staging")
         try:
             restored = await self.target.rollback(self.release)
         except TargetError as exc:

@@ -61,6 +61,8 @@ def configure_logging(service: str, level: str, stream: TextIO = sys.stderr) -> 
     root.setLevel(level)
     # aiokafka is chatty at INFO about every rebalance step; its warnings still come through.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # One line per HTTP request (Prometheus queries, readiness probes) drowns the events.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     # faststream installs its own coloured stderr handler: route it through ours instead.
     framework = logging.getLogger("faststream")
     framework.handlers.clear()
