@@ -1,10 +1,12 @@
 """`guardians lint` against squawk on the same real migrations, in one run.
 
-    .venv/bin/python bench/lint_vs_squawk.py [--repeat 5]
+    .venv/bin/python bench/lint_vs_squawk.py [--repeat 5] [--instructions]
 
 1. All Lemmy `up.sql` files (../shared/corpus): wall time of the whole command, Python
-   start-up included, median of N runs each, interleaved; and findings per rule for both.
+   start-up included, median and best of N runs each, interleaved; and findings per rule.
 2. One generated file of 5,000 statements: wall time and peak memory (max RSS) of each.
+3. With `--instructions`: instructions executed by each command (valgrind's callgrind, all
+   threads summed), which unlike wall time on a shared machine do not move with the load.
 Skips with a message when the corpus is absent.
 """
 
@@ -42,6 +44,17 @@ def timed(cmd: list[str]) -> tuple[float, int, str]:
     return wall, peak, done.stdout
 
 
+def instructions(cmd: list[str]) -> int:
+    """Instructions the command executes (callgrind; a run takes ~50 times as long)."""
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                           *cmd], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"valgrind failed on {cmd[:3]}: {done.stderr[-2000:]}")
+    return int(found[1])
+
+
 def ours(paths: list[Path]) -> list[str]:
     return [PY, "-m", "cli.main", "lint", *map(str, paths), "--format", "json"]
 
@@ -67,6 +80,8 @@ def five_thousand_statements() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions with valgrind (slow)")
     args = parser.parse_args()
     if not CORPUS.is_dir():
         print(f"skipped: the corpus is not at {CORPUS}")
@@ -85,9 +100,9 @@ def main() -> int:
             walls[name].append(wall)
             out[name] = stdout
     g, s = statistics.median(walls["guardians"]), statistics.median(walls["squawk"])
-    print("\n| tool | median wall (s) | runs |\n|---|---|---|")
+    print("\n| tool | median wall (s) | best (s) | runs |\n|---|---|---|---|")
     for name, values in walls.items():
-        print(f"| {name} | {statistics.median(values):.3f} | "
+        print(f"| {name} | {statistics.median(values):.3f} | {min(values):.3f} | "
               f"{', '.join(f'{v:.2f}' for v in values)} |")
     print(f"\nguardians/squawk wall-time ratio: {g / s:.2f}")
 
@@ -109,6 +124,13 @@ def main() -> int:
         for name, cmd in (("guardians", ours([big])), ("squawk", squawk([big]))):
             wall, peak, _ = min((timed(cmd) for _ in range(3)), key=lambda r: r[0])
             print(f"| {name} | {wall:.3f} | {peak / 1024:.1f} |")
+        if args.instructions:
+            print("\ninstructions (M):\n\n| input | guardians | squawk |\n|---|---|---|")
+            for label, ours_cmd, squawk_cmd in (
+                    (f"Lemmy, {len(files)} files", ours([CORPUS]), squawk(files)),
+                    ("5,000 statements", ours([big]), squawk([big]))):
+                print(f"| {label} | {instructions(ours_cmd) / 1e6:,.0f} | "
+                      f"{instructions(squawk_cmd) / 1e6:,.0f} |")
     return 0
 
 

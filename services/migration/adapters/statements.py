@@ -1,24 +1,35 @@
 """A migration script cut into statements, and how a migration runner would execute it.
 
-Splitting uses pglast's `parse_sql` (PostgreSQL's own parser) and each statement's
-`stmt_location` / `stmt_len`: the location skips leading comments, so the line we report is
-the statement's first token. A script pglast cannot parse (a syntax error, or syntax newer
-than its parser) is sent whole: the server then reports the error and its position.
+The cutting is the analysis' own (`domain.sql_source.parse_script`: PostgreSQL's parser, each
+statement's text and the line of its first token, comments before it skipped), so the
+shadow run and `guardians lint` always agree on what a statement is and where it starts.
+This module only adds what executing the statements needs: which ones must run in
+autocommit, which act outside the database, which manage transactions themselves. A script
+the parser rejects (a syntax error, psql meta-commands, syntax newer than the parser) is
+sent whole: the server then reports the error and its position.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pglast import ast, parser
+from services.migration.domain.sql_nodes import Node, defelem_names, flag
+from services.migration.domain.sql_source import SourceStatement, parse_script
 
-_CLUSTER_WIDE = (
-    ast.CreatedbStmt, ast.DropdbStmt, ast.AlterDatabaseStmt, ast.AlterDatabaseSetStmt,
-    ast.CreateRoleStmt, ast.AlterRoleStmt, ast.AlterRoleSetStmt, ast.DropRoleStmt,
-    ast.GrantRoleStmt, ast.CreateTableSpaceStmt, ast.DropTableSpaceStmt, ast.AlterSystemStmt,
-)
+_CLUSTER_WIDE = frozenset({
+    "CreatedbStmt", "DropdbStmt", "AlterDatabaseStmt", "AlterDatabaseSetStmt",
+    "CreateRoleStmt", "AlterRoleStmt", "AlterRoleSetStmt", "DropRoleStmt",
+    "GrantRoleStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt", "AlterSystemStmt",
+})
 """Statements that act outside the database they run in. The shadow server is shared (the
 services' own database lives there), so these are never executed on it."""
+
+_NEVER_IN_TRANSACTION = frozenset({
+    "VacuumStmt", "CreatedbStmt", "DropdbStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt",
+    "AlterSystemStmt",
+})
+"""Statement types run in autocommit whatever their options (VACUUM also covers ANALYZE,
+which could run in a transaction: autocommit costs it nothing)."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,7 @@ class ScriptPlan:
     name: str
     statements: tuple[Statement, ...]
     parsed: bool
-    """False: pglast could not parse the script; `statements` is the whole script."""
+    """False: the parser rejected the script; `statements` is the whole script."""
 
     @property
     def in_transaction(self) -> bool:
@@ -55,33 +66,31 @@ class ScriptPlan:
 
 def plan_script(name: str, sql: str, server_version: int = 180000) -> ScriptPlan:
     """`server_version` as `server_version_num` (ADD VALUE needs autocommit before 12)."""
-    try:
-        raw = parser.parse_sql(sql)
-    except parser.ParseError:
+    script = parse_script(sql)
+    if script.errors:
         whole = sql.strip()
         first = len(sql) - len(sql.lstrip())
         return ScriptPlan(name, (Statement(whole, sql.count("\n", 0, first) + 1),), parsed=False)
-    statements = []
-    for item in raw:
-        start = item.stmt_location or 0
-        end = start + item.stmt_len if item.stmt_len else len(sql)
-        node = item.stmt
-        statements.append(Statement(
-            text=sql[start:end].strip(),
-            line=sql.count("\n", 0, start) + 1,
-            outside_transaction=node is not None and _outside_transaction(node, server_version),
-            cluster_wide=isinstance(node, _CLUSTER_WIDE),
-            transaction_control=isinstance(node, ast.TransactionStmt),
-        ))
-    return ScriptPlan(name, tuple(statements), parsed=True)
+    return ScriptPlan(name, tuple(_planned(s, server_version) for s in script.statements),
+                      parsed=True)
 
 
-def _outside_transaction(node: ast.Node, server_version: int) -> bool:
-    if isinstance(node, ast.IndexStmt | ast.DropStmt):
-        return bool(node.concurrent)
-    if isinstance(node, ast.ReindexStmt):
-        return any(p.defname == "concurrently" for p in node.params or ())
-    if isinstance(node, ast.AlterEnumStmt):
-        return node.oldVal is None and server_version < 120000
-    return isinstance(node, ast.VacuumStmt | ast.CreatedbStmt | ast.DropdbStmt
-                      | ast.CreateTableSpaceStmt | ast.DropTableSpaceStmt | ast.AlterSystemStmt)
+def _planned(statement: SourceStatement, server_version: int) -> Statement:
+    kind = statement.kind
+    return Statement(
+        text=statement.text,
+        line=statement.line,
+        outside_transaction=_outside_transaction(kind, statement.node, server_version),
+        cluster_wide=kind in _CLUSTER_WIDE,
+        transaction_control=kind == "TransactionStmt",
+    )
+
+
+def _outside_transaction(kind: str, node: Node, server_version: int) -> bool:
+    if kind in ("IndexStmt", "DropStmt"):
+        return flag(node, "concurrent")
+    if kind == "ReindexStmt":
+        return "concurrently" in defelem_names(node, "params")
+    if kind == "AlterEnumStmt":  # ADD VALUE (RENAME VALUE names the old value)
+        return "oldVal" not in node and server_version < 120000
+    return kind in _NEVER_IN_TRANSACTION

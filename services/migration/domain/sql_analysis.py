@@ -131,6 +131,11 @@ for _module in (index_rules, constraint_rules, table_rules, object_rules, data_r
                 session_rules):
     HANDLERS.update(_module.HANDLERS)
 
+WANTED: dict[str, frozenset[str] | None] = dict.fromkeys(HANDLERS)
+WANTED.update(object_rules.FIELDS_READ)
+"""What of each statement's tree the handlers read (`read_script`): a statement no handler
+takes (INSERT, DO...) is never decoded."""
+
 
 class SqlAnalysis:
     """Feed it migration files in apply order; read `findings`."""
@@ -158,7 +163,7 @@ class SqlAnalysis:
         return self.findings
 
     def analyse_file(self, file: SqlFile) -> None:
-        script = read_script(file.sql)
+        script = read_script(file.sql, WANTED)
         for problem in script.errors:
             self.findings.append(Finding(
                 rule="syntax-error", severity=Severity.ERROR, message=problem.message,

@@ -7,18 +7,22 @@ cut at its `;` tokens and every piece that parses is still analysed.
 
 `read_script` hands the statements out one at a time: the parser runs once over the whole
 script, but each statement's tree is decoded from the parser's JSON only when it is reached
-and can be freed once analysed, so a long script's tree is never all in memory at once.
+and can be freed once analysed, so a long script's tree is never all in memory at once. Told
+what its caller reads (`Wanted`), it decodes no more: decoding is the costliest step after
+the rules, and the analysis reads nothing of an INSERT nor of a view's query.
+
+The parser is libpg_query called directly (`pg_parser`), not through pglast's Python API,
+whose import alone costs a quarter of linting one small file.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from pglast import parser
-
+from services.migration.domain import pg_parser as parser
 from services.migration.domain.sql_nodes import Node, unwrap
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -95,24 +99,32 @@ class _Positions:
         return self._line, offset - line_start + 1
 
 
-def parse_script(sql: str) -> ParsedScript:
+Wanted = Mapping[str, frozenset[str] | None]
+"""Which statements' trees `read_script` decodes, by parse-node type: None for the whole
+node, or the top-level fields to decode (the node then holds just those); a type not listed
+is not decoded at all (its node is empty). Without it every tree is decoded whole."""
+
+
+def parse_script(sql: str, wanted: Wanted | None = None) -> ParsedScript:
     """Every statement of `sql`, in order; syntax errors as `SyntaxProblem`s."""
-    script = read_script(sql)
+    script = read_script(sql, wanted)
     return ParsedScript(tuple(script.statements), script.errors)
 
 
-def read_script(sql: str) -> ScriptReader:
+def read_script(sql: str, wanted: Wanted | None = None) -> ScriptReader:
     """`parse_script`, the statements decoded as they are read."""
     try:
         tree_json = parser.parse_sql_json(sql)
     except parser.ParseError as error:
         parsed = _parse_piecewise(sql, error)
         return ScriptReader(iter(parsed.statements), parsed.errors)
-    return ScriptReader(_statements(sql, _raw_statements(tree_json), 0, _Positions(sql)))
+    raw = _raw_statements(tree_json, wanted)
+    return ScriptReader(_statements(sql, raw, 0, _Positions(sql)))
 
 
-def _raw_statements(tree_json: str) -> Iterator[Node]:
-    """The items of the tree's `stmts`, each decoded when it is reached.
+def _raw_statements(tree_json: str, wanted: Wanted | None = None) -> Iterator[Node]:
+    """The items of the tree's `stmts`, each decoded when it is reached, and only as far as
+    `wanted` asks.
 
     libpg_query writes `{"version":N,"stmts":[item,item,...]}` with no spaces; each item is
     decoded by the same decoder `json.loads` uses, so it is the same value. Any other layout
@@ -127,13 +139,76 @@ def _raw_statements(tree_json: str) -> Iterator[Node]:
         return
     decode = _DECODER.raw_decode
     while True:
-        item, index = decode(tree_json, index)
+        item_head = _ITEM_HEAD.match(tree_json, index) if wanted is not None else None
+        fields = wanted.get(item_head[1], frozenset()) if wanted and item_head else None
+        skipped = _skip_item(tree_json, index) if fields is not None else None
+        if skipped is None:
+            item, index = decode(tree_json, index)
+        else:
+            assert item_head is not None and fields is not None
+            location, length, index = skipped
+            node = _decode_fields(tree_json, item_head.end(), fields) if fields else {}
+            item = {"stmt": {item_head[1]: node}, "stmt_location": location,
+                    "stmt_len": length}
         yield item
         if not tree_json.startswith(",", index):
             break
         index += 1
     if index != len(tree_json) - 2:
         raise ValueError(f"unexpected parse tree JSON at offset {index}")
+
+
+_ITEM_HEAD = re.compile(r'\{"stmt":\{"(\w+)":\{')
+_ITEM_START = '{"stmt":{"'
+_LENGTH = re.compile(r'"stmt_len":(\d+)\}(?=,\{"stmt":|\]\}\Z)')
+_LOCATION_BEFORE = re.compile(r',"stmt_location":(\d+),\Z')
+_LAST_TAIL = re.compile(r'\}(?:,"stmt_location":(\d+))?\}\]\}\Z')
+_FIELD = re.compile(r'"(\w+)":')
+
+
+def _skip_item(tree_json: str, start: int) -> tuple[int, int, int] | None:
+    """The item at `start` read without decoding its statement: (stmt_location, stmt_len,
+    the index after it), or None when that cannot be done safely (it is then decoded).
+
+    An item is `{"stmt":{...},"stmt_location":N,"stmt_len":M}`, a zero field left out. Only
+    the statement wrapper (RawStmt) has those two fields, and inside JSON strings every `"`
+    is escaped, so the item ends at the first `"stmt_len":M}` followed by the next item or
+    the end of the tree; only the last statement (no `;` after it) has no length, and then
+    the item ends where the tree does. Should that reasoning ever fail, the end found would
+    lie past the start of another item: checked, and the item is then decoded instead.
+    """
+    length = _LENGTH.search(tree_json, start)
+    if length is not None:
+        end = length.end()
+        location = _LOCATION_BEFORE.search(tree_json, max(start, length.start() - 40),
+                                           length.start())
+        stmt_len = int(length[1])
+    else:
+        tail = _LAST_TAIL.search(tree_json, max(start, len(tree_json) - 40))
+        if tail is None:
+            return None
+        end, location, stmt_len = len(tree_json) - 2, tail, 0
+    if tree_json.find(_ITEM_START, start + 1, end) != -1:
+        return None
+    return (int(location[1]) if location is not None and location[1] else 0), stmt_len, end
+
+
+def _decode_fields(tree_json: str, index: int, fields: frozenset[str]) -> Node:
+    """The named fields of the node whose first field starts at `index`, decoded in order
+    until all are found (libpg_query writes fields in its struct order) or the node ends."""
+    node: Node = {}
+    decode = _DECODER.raw_decode
+    while len(node) < len(fields):
+        key = _FIELD.match(tree_json, index)
+        if key is None:
+            break
+        value, index = decode(tree_json, key.end())
+        if key[1] in fields:
+            node[key[1]] = value
+        if not tree_json.startswith(",", index):
+            break
+        index += 1
+    return node
 
 
 def _statements(

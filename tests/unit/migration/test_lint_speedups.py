@@ -1,8 +1,8 @@
 """What `guardians lint`'s speed-ups rely on: each shortcut gives what the plain way gives.
 
 The plain ways are written out here as the reference: typer reading the command line,
-`json.dumps` of the report, `json.loads` of the whole parse tree, pathlib walking a migration
-directory, the identifier regex then the scanner.
+`json.dumps` of the report, `json.loads` of the whole parse tree, pglast's parser and
+scanner, pathlib walking a migration directory, the identifier regex then the scanner.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from typer.testing import CliRunner
 from cli import lint
 from cli.main import app
 from schemas.events.enums import LockMode, RiskLevel, Severity
+from services.migration.domain import pg_parser
 from services.migration.domain.change_analysis import Migration
 from services.migration.domain.findings import Effect, Finding
 from services.migration.domain.risk_policy import Grade
+from services.migration.domain.sql_analysis import WANTED
 from services.migration.domain.sql_nodes import unwrap
 from services.migration.domain.sql_source import long_identifiers, parse_script, read_script
 
@@ -88,7 +90,8 @@ def test_plain_lint_imports_neither_typer_nor_pydantic_nor_asyncio(tmp_path: Pat
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "services.migration.domain.sql_analysis" in imported
-    assert not imported & {"typer", "pydantic", "asyncio", "asyncpg", "schemas.events.migration"}
+    assert not imported & {"typer", "pydantic", "asyncio", "asyncpg", "schemas.events.migration",
+                           "pglast"}
 
 
 # The JSON report: written out, the same bytes as json.dumps.
@@ -138,6 +141,81 @@ def test_statements_read_one_at_a_time_are_the_whole_trees(sql: str) -> None:
         assert statement.column == statement.start - (sql.rfind("\n", 0, statement.start) + 1) + 1
         assert sql[statement.start:].startswith(statement.text)
     assert parse_script(sql).statements == tuple(read_script(sql).statements)
+
+
+TRICKY = [
+    "SELECT 1;", "SELECT 1", "  SELECT 1;  SELECT 2", "CREATE VIEW v AS SELECT 1",
+    "CREATE VIEW v AS SELECT '\"stmt_len\":5},{\"stmt\":{\"x\":' AS a;\nINSERT INTO t VALUES (1)",
+    "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$;\n"
+    "CREATE OR REPLACE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;",
+    "CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO u VALUES (1); DELETE FROM u);\n"
+    "EXPLAIN SELECT 1; WITH x AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM x",
+    "DO $$ BEGIN RAISE NOTICE '}]}'; END $$; CREATE VIEW \"v}\" AS SELECT '\\' AS \"]}\"",
+    "INSERT INTO t VALUES ('é€');\nCREATE MATERIALIZED VIEW m AS SELECT 1;\nCOPY t TO STDOUT",
+    "CREATE FUNCTION \"ü\"() RETURNS int AS 'select 1' LANGUAGE sql; CREATE VIEW w AS SELECT 2",
+    "CREATE VIEW v2 AS SELECT 1;" * 3 + "\n-- trailing comment",
+]
+
+
+@pytest.mark.parametrize("sql", SCRIPTS + TRICKY)
+def test_statements_decoded_as_far_as_the_handlers_read_are_the_whole_trees(sql: str) -> None:
+    whole = parse_script(sql).statements
+    partial = parse_script(sql, WANTED).statements
+    assert [(s.kind, s.text, s.start, s.line, s.column) for s in partial] == [
+        (s.kind, s.text, s.start, s.line, s.column) for s in whole]
+    for full, part in zip(whole, partial, strict=True):
+        fields = WANTED.get(full.kind, frozenset())
+        assert part.node == (full.node if fields is None else
+                             {key: value for key, value in full.node.items() if key in fields})
+
+
+def test_some_statements_are_really_skipped() -> None:
+    sql = "CREATE VIEW v AS SELECT 1; INSERT INTO t VALUES (1); CREATE TABLE n (a text)"
+    kinds = [(s.kind, bool(s.node)) for s in parse_script(sql, WANTED).statements]
+    assert kinds == [("ViewStmt", True), ("InsertStmt", False), ("CreateStmt", True)]
+    assert list(parse_script(sql, WANTED).statements[0].node) == ["view"]
+
+
+# libpg_query through ctypes: what pglast's parser and scanner return.
+
+PARSER_INPUTS = [*SCRIPTS, *TRICKY, "SELEC 1", "SELECT 'é' FORM t", "SELECT 'unterminated",
+                 "CREATE TABLE \"" + "é" * 40 + "\" (a int)"]
+
+
+def _pglast_or_error(call: object, sql: str) -> object:
+    try:
+        return call(sql)  # type: ignore[operator]
+    except parser.ParseError as error:
+        return ("error", error.args)
+
+
+def _ours_or_error(call: object, sql: str) -> object:
+    try:
+        return call(sql)  # type: ignore[operator]
+    except pg_parser.ParseError as error:
+        return ("error", error.args)
+
+
+def test_libpg_query_is_called_directly() -> None:
+    assert pg_parser._LIBRARY is not None
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("sql", PARSER_INPUTS)
+def test_parse_and_scan_are_pglasts(
+    sql: str, direct: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not direct:  # the fallback, when the library cannot be loaded
+        monkeypatch.setattr(pg_parser, "_LIBRARY", None)
+    assert _ours_or_error(pg_parser.parse_sql_json, sql) == _pglast_or_error(
+        parser.parse_sql_json, sql)
+    ours = _ours_or_error(pg_parser.scan, sql)
+    theirs = _pglast_or_error(parser.scan, sql)
+    if isinstance(theirs, list):
+        assert isinstance(ours, list)
+        assert [tuple(t) for t in ours] == [tuple(t) for t in theirs]
+    else:
+        assert ours == theirs
 
 
 # Long identifiers: the cheap checks before the regex never change the answer.
