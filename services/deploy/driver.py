@@ -19,10 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,6 +63,7 @@ from services.deploy.domain.analysis import (
 from services.deploy.domain.plan import RolloutPlan
 from services.runtime import Guardian
 from services.runtime.config import AnalysisMetric, AnalysisTemplate, LocalTarget, Webhook
+from services.runtime.leases import LeaseDriver
 
 log = logging.getLogger(__name__)
 TICK_S = 0.2
@@ -113,14 +112,19 @@ def _ts(value: float) -> str:
 
 
 class Driver:
-    """Leases rollouts and runs each in a task; renews the leases while they run."""
+    """Runs each leased rollout in a task (the leases: services/runtime/leases.py)."""
 
     def __init__(self, guardian: Guardian) -> None:
         self.guardian = guardian
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.running: dict[str, asyncio.Task[None]] = {}
+        self.leases = LeaseDriver(guardian, "rollouts", "change_id", store.claim, self._drive,
+                                  lease_seconds=store.LEASE_SECONDS,
+                                  interval=CLAIM_INTERVAL_S)
         self._prometheus: PrometheusClient | None = None
         self._targets: dict[str, Target] = {}
+
+    @property
+    def owner(self) -> str:
+        return self.leases.owner
 
     @property
     def prometheus(self) -> PrometheusClient:
@@ -136,64 +140,20 @@ class Driver:
 
     async def run(self) -> None:
         try:
-            while True:
-                await self._claim_and_renew()
-                await asyncio.sleep(CLAIM_INTERVAL_S)
+            await self.leases.run()
         finally:
-            for task in self.running.values():
-                task.cancel()
-            if self.running:
-                await asyncio.wait(list(self.running.values()), timeout=5)
             for target in self._targets.values():
                 await target.close()
             if self._prometheus is not None:
                 await self._prometheus.aclose()
 
-    async def _claim_and_renew(self) -> None:
-        pool = self.guardian.pool
-        assert pool is not None
-        async with pool.acquire() as conn:
-            if self.running:
-                held = await store.renew(conn, self.owner, list(self.running))
-                for change_id in set(self.running) - held:
-                    log.warning("lost the lease of %s; another driver has it", change_id,
-                                extra={"change_id": change_id})
-                    self.running.pop(change_id).cancel()
-            async with conn.transaction():
-                claimed = await store.claim(conn, self.owner, list(self.running))
-        for change_id in claimed:
-            task = asyncio.create_task(self._drive(change_id))
-            self.running[change_id] = task
-            task.add_done_callback(self._forget)
-
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        for change_id, running in list(self.running.items()):
-            if running is task:
-                del self.running[change_id]
-
     async def _drive(self, change_id: str) -> None:
         pool = self.guardian.pool
         assert pool is not None
-        try:
-            async with pool.acquire() as conn:
-                row = await store.get(conn, change_id)
-            if row is None:
-                return
+        async with pool.acquire() as conn:
+            row = await store.get(conn, change_id)
+        if row is not None:
             await Rollout(self, row).run()
-        except store.LeaseLostError:
-            log.warning("rollout %s: lease lost mid-step; the new owner resumes it", change_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("rollout %s: driver error; it is retried from its checkpoint",
-                          change_id, extra={"change_id": change_id})
-            await asyncio.sleep(1.0)
-        finally:
-            try:
-                async with pool.acquire() as conn:
-                    await store.release(conn, self.owner, change_id)
-            except Exception:  # the pool may be closing at shutdown; the lease expires
-                log.debug("lease of %s not released", change_id)
 
 
 class Rollout:

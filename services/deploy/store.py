@@ -9,14 +9,11 @@ from typing import Any
 
 from services.deploy.domain.plan import RolloutPlan
 from services.runtime.db import Connection
+from services.runtime.leases import LeaseLostError
 
 LEASE_SECONDS = 6.0
 """A driver that stops renewing (killed) loses its rollouts after this long."""
 ACTIVE = ("queued", "running", "paused")
-
-
-class LeaseLostError(Exception):
-    """Another driver owns this rollout now; this one must stop touching it."""
 
 
 @dataclass(frozen=True)
@@ -98,23 +95,6 @@ async def claim(conn: Connection, owner: str, exclude: list[str], limit: int = 8
         owner, exclude, LEASE_SECONDS, limit,
     )
     return [r["change_id"] for r in rows]
-
-
-async def renew(conn: Connection, owner: str, change_ids: list[str]) -> set[str]:
-    """Extend the leases still ours; returns the ids we still hold."""
-    rows = await conn.fetch(
-        "UPDATE rollouts SET lease_until = now() + make_interval(secs => $3)"
-        " WHERE lease_owner = $1 AND change_id = ANY($2::text[]) RETURNING change_id",
-        owner, change_ids, LEASE_SECONDS,
-    )
-    return {r["change_id"] for r in rows}
-
-
-async def release(conn: Connection, owner: str, change_id: str) -> None:
-    await conn.execute(
-        "UPDATE rollouts SET lease_owner = NULL, lease_until = NULL"
-        " WHERE change_id = $1 AND lease_owner = $2", change_id, owner,
-    )
 
 
 async def save(conn: Connection, owner: str, change_id: str, *, status: str, stage: str,

@@ -338,9 +338,84 @@ class DeployPolicy(_Section):
         return self
 
 
+# -- backup guardian ------------------------------------------------------------------------
+
+_ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+_SOURCE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class DatabaseSource(_Section):
+    """A PostgreSQL database, dumped with `pg_dump -Fc` and streamed into the repository."""
+
+    name: str = Field(pattern=_SOURCE_NAME)
+    url_env: str = Field(pattern=_ENV_NAME)
+    """The environment variable holding its URL: a URL has a password, so it is never
+    written in this file (nor in any log, nor on a command line: pg_dump gets it through
+    libpq's environment)."""
+
+
+class PathSource(_Section):
+    """Files and directories: configuration, code (the release artifact), user data."""
+
+    name: str = Field(pattern=_SOURCE_NAME)
+    kind: Literal["config", "code", "user_data", "system"]
+    paths: list[Path] = Field(min_length=1)
+    exclude: list[str] = Field(default_factory=list)
+    """restic --exclude patterns."""
+
+
+class Retention(_Section):
+    """restic forget's keep policy, applied after the next successful verification only."""
+
+    keep_last: int = Field(default=7, ge=1)
+    keep_daily: int = Field(default=7, ge=0)
+    keep_weekly: int = Field(default=4, ge=0)
+    keep_monthly: int = Field(default=6, ge=0)
+
+
+class BackupPolicy(_Section):
+    """What the backup guardian backs up for this service, where, and how often."""
+
+    repository: str | None = None
+    """A restic repository (a path, or any URL restic takes: `s3:...`, `sftp:...`); None:
+    `<state_dir>/restic/<service>` on this machine."""
+    password_env: str = Field(default="GUARDIANS_RESTIC_PASSWORD", pattern=_ENV_NAME)
+    """The environment variable holding the repository's encryption key."""
+    databases: list[DatabaseSource] = Field(default_factory=list)
+    paths: list[PathSource] = Field(default_factory=list)
+    pre_hooks: list[list[str]] = Field(default_factory=list)
+    """Argument lists run before the backup (a failing hook fails the backup)."""
+    post_hooks: list[list[str]] = Field(default_factory=list)
+    hook_timeout_seconds: float = Field(default=300, gt=0)
+    schedule: str | None = None
+    """A cron expression (5 fields, UTC) for backups besides the one after each deploy."""
+    retention: Retention = Field(default_factory=Retention)
+    max_age_hours: float = Field(default=26, gt=0)
+    """Alert when the newest verified backup is older than this."""
+    check_subsets: int = Field(default=10, ge=1, le=1000)
+    """`restic check --read-data-subset=k/N` with k rotating: N runs read the whole
+    repository."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """A failed backup or verification is retried this many times before `backup.failed`
+    says it will not retry."""
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> BackupPolicy:
+        names = [s.name for s in self.databases] + [s.name for s in self.paths]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"backup source names repeat: {', '.join(repeated)}")
+        return self
+
+    @property
+    def has_sources(self) -> bool:
+        return bool(self.databases or self.paths)
+
+
 class ManagedService(_Section):
     migration: MigrationPolicy = Field(default_factory=MigrationPolicy)
     deploy: DeployPolicy = Field(default_factory=DeployPolicy)
+    backup: BackupPolicy = Field(default_factory=BackupPolicy)
 
 
 class GuardiansConfig(_Section):

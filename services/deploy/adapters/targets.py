@@ -8,9 +8,6 @@ no-op, and a rollback of a release that is already out must report what serves n
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import re
 import sys
 import time
@@ -20,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from services.runtime import processes
 from services.runtime.config import CommandTarget, DeployPolicy, HttpTarget, LocalTarget
 from services.runtime.settings import RuntimeSettings
 
@@ -131,34 +129,13 @@ async def run_command(
     argv: Sequence[str], *, timeout: float,  # noqa: ASYNC109 (kills the group on expiry)
     cwd: Path | None = None, env: Mapping[str, str] | None = None,
 ) -> tuple[int, str]:
-    """Run an argument list (no shell) with a timeout; returns (exit code, output tail).
-
-    On timeout the whole process group is killed, so a hung script's children go too."""
+    """The runtime's `run_command`, with its failures as TargetError."""
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL, cwd=cwd, start_new_session=True,
-            env={**os.environ, **env} if env else None,
-        )
+        return await processes.run_command(argv, timeout=timeout, cwd=cwd, env=env)
     except OSError as exc:
         raise TargetError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        _kill_group(proc.pid)
-        await proc.wait()
-        raise TargetError(f"{argv[0]!r} did not finish within {timeout:g} s") from None
-    except asyncio.CancelledError:
-        _kill_group(proc.pid)
-        raise
-    text = out.decode(errors="replace")
-    assert proc.returncode is not None
-    return proc.returncode, text[-OUTPUT_TAIL:]
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, 9)
+    except TimeoutError as exc:
+        raise TargetError(str(exc)) from exc
 
 
 # -- the command target ------------------------------------------------------------------------
