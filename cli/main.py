@@ -27,7 +27,7 @@ def build_app() -> typer.Typer:
     if _app is None:
         import typer
 
-        from cli import config, keys, lint, rollout, verify
+        from cli import backup, config, keys, lint, rollout, verify
 
         app = typer.Typer(
             name="guardians",
@@ -42,6 +42,7 @@ def build_app() -> typer.Typer:
         verify.register(app)
         config.register(app)
         rollout.register(app)
+        backup.register(app)
         _app = app
     return _app
 

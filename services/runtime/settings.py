@@ -82,6 +82,9 @@ class RuntimeSettings(BaseSettings):
     """Files the guardians keep outside the database: the local target's instance table and
     logs."""
 
+    schedule_sweep_seconds: float = Field(default=30.0, gt=0)
+    """How often the backup guardian looks at schedules and backup ages."""
+
     log_level: str = "INFO"
     trace_file: Path | None = None
     """Write finished spans as JSON lines here (tests, offline debugging)."""
