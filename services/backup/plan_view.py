@@ -44,7 +44,7 @@ async def render_plan(service: str, policy: BackupPolicy,
     settings = settings or RuntimeSettings()
     last = None
     try:
-        conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=5,
+        conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=2,
                                      server_settings={"search_path": schema_name("backup")})
     except (OSError, asyncpg.PostgresError):
         conn = None  # no record reachable: the plan says nothing was verified

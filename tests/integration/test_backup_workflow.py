@@ -193,6 +193,18 @@ async def test_a_deploy_is_backed_up_verified_and_restore_tested(backups: Backup
     assert body["repository_check"]["read_subset"] == "1/1"
     assert body["recovery_seconds"] >= db["recovery_seconds"]
     assert not await backups.all("backup.failed", change, within_s=1)
+    # `guardians backup plan` now names this snapshot and its measured recovery time.
+    from services.backup.plan_view import render_plan
+    from services.runtime.config import load_config
+    from services.runtime.settings import RuntimeSettings
+
+    source = backups.sources["main"]
+    policy = load_config(Path(backups.env["GUARDIANS_CONFIG_FILE"])).service(
+        source.service).backup
+    plan = await render_plan(source.service, policy,
+                             RuntimeSettings(state_dir=backups.folder / "state"))
+    assert db["snapshot_id"][:8] in plan and "pg_restore" in plan
+    assert PASSWORD not in plan and "TEST_RESTIC_KEY" in plan
 
 
 async def test_a_flipped_byte_in_the_repository_fails_verification(backups: Backups) -> None:

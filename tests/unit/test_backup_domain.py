@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -507,3 +508,23 @@ def test_last_verified_reads_a_backup_verified_event() -> None:
                            file_count=1_200, recovery_seconds=68.2),
         ))
     assert LastVerified.from_event(event) == LAST
+
+
+def test_backup_plan_cli_prints_a_plan_without_a_reachable_record(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import build_app
+
+    config = tmp_path / "guardians.yaml"
+    config.write_text("services:\n  shop:\n    backup:\n      databases:\n"
+                      "        - {name: orders-db, url_env: SHOP_DB_URL}\n")
+    monkeypatch.setenv("GUARDIANS_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    result = CliRunner().invoke(build_app(), ["backup", "plan", "shop", "--config",
+                                              str(config)])
+    assert result.exit_code == 0, result.output
+    assert "# Recovery plan: shop" in result.output and "orders-db" in result.output
+    missing = CliRunner().invoke(build_app(), ["backup", "plan", "cart", "--config",
+                                               str(config)])
+    assert missing.exit_code == 2 and "'cart' is not in" in missing.output
