@@ -412,10 +412,137 @@ class BackupPolicy(_Section):
         return bool(self.databases or self.paths)
 
 
+# -- process guardian -------------------------------------------------------------------------
+
+
+class Thresholds(_Section):
+    """A measured value's warning and critical levels (higher is worse)."""
+
+    warn: float | None = None
+    critical: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.warn is not None and self.critical is not None and self.warn > self.critical:
+            raise ValueError(f"warn {self.warn} is above critical {self.critical}")
+        return self
+
+
+class HttpProbe(_Section):
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    conditions: list[str] = Field(default_factory=lambda: ["[STATUS] == 200"], min_length=1)
+    """Gatus-style: `[STATUS] == 200`, `[RESPONSE_TIME] < 300` (ms), `[BODY].status == UP`,
+    `[CERTIFICATE_EXPIRATION] > 48h`. All must hold, else the check fails."""
+    warn_conditions: list[str] = Field(default_factory=list)
+    """Held only when `conditions` pass: one that does not hold makes the check warn (the
+    degraded, yellow state Gatus lacks), e.g. `[RESPONSE_TIME] < 150`."""
+
+
+class TcpProbe(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+
+
+class DependencyProbe(_Section):
+    """An external service the managed one needs: it must answer (a query, a metadata
+    request), not only accept a connection."""
+
+    kind: Literal["postgres", "kafka", "http"]
+    url_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    """The environment variable holding its URL (`postgresql://...`, `host:port` for Kafka,
+    `http://...`): never written in this file."""
+
+
+class HealthCheck(_Section):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    http: HttpProbe | None = None
+    tcp: TcpProbe | None = None
+    dependency: DependencyProbe | None = None
+    critical: bool = True
+    """A failing critical check turns the service red; a non-critical one yellow."""
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    """Default: the section's `timeout_seconds`."""
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> HealthCheck:
+        given = [k for k in ("http", "tcp", "dependency") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"check {self.name!r}: give exactly one of http, tcp, dependency")
+        return self
+
+
+class ExpectedPort(_Section):
+    port: int = Field(ge=1, le=65535)
+    process: str = Field(min_length=1)
+    """A substring of the command line of the process that must be listening on it."""
+    host: str = "127.0.0.1"
+
+
+class ExpectedProcess(_Section):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    match: str = Field(min_length=1)
+    """A substring of its command line."""
+    count: int = Field(default=1, ge=1)
+    """How many must run."""
+    cpu_percent: Thresholds = Field(default_factory=Thresholds)
+    rss_mb: Thresholds = Field(default_factory=Thresholds)
+    open_files: Thresholds = Field(default_factory=Thresholds)
+    max_restarts: int = Field(default=3, ge=0)
+    """Flapping: more restarts (a new pid) than this within `restart_window_minutes` warns."""
+    restart_window_minutes: float = Field(default=10, gt=0)
+    restart: list[str] | None = None
+    """The command that restarts it (argument list); None: it cannot be restarted by us."""
+
+
+class HostResources(_Section):
+    cpu_percent: Thresholds = Field(default_factory=Thresholds)
+    memory_percent: Thresholds = Field(default_factory=Thresholds)
+    disk_percent: Thresholds = Field(default_factory=Thresholds)
+    disk_path: Path = Path("/")
+
+
+class HealthPolicy(_Section):
+    """How the process guardian watches this service, grades it, and acts."""
+
+    interval_seconds: float = Field(default=5, gt=0)
+    timeout_seconds: float = Field(default=2, gt=0)
+    hysteresis: int = Field(default=3, ge=1)
+    """A grade changes only after this many consecutive results agree."""
+    checks: list[HealthCheck] = Field(default_factory=list)
+    ports: list[ExpectedPort] = Field(default_factory=list)
+    processes: list[ExpectedProcess] = Field(default_factory=list)
+    resources: HostResources = Field(default_factory=HostResources)
+    gate_seconds: float = Field(default=30, ge=0)
+    """After `backup.verified`: green this long emits `infra.ready` for the change."""
+    restart_on_red: bool = True
+    """Monit-style: a failing process with a `restart` command is restarted without waiting
+    for the incident service (within the limits below)."""
+    max_restarts: int = Field(default=3, ge=0)
+    """Restarts we perform within `restart_window_minutes`; then stop and escalate."""
+    restart_window_minutes: float = Field(default=10, gt=0)
+    alert_repeat_minutes: float = Field(default=30, gt=0)
+    """A yellow service's alert is repeated this often while it lasts."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> HealthPolicy:
+        names = [c.name for c in self.checks] + [p.name for p in self.processes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"health check / process names repeat: {', '.join(repeated)}")
+        return self
+
+    @property
+    def watched(self) -> bool:
+        return bool(self.checks or self.ports or self.processes)
+
+
 class ManagedService(_Section):
     migration: MigrationPolicy = Field(default_factory=MigrationPolicy)
     deploy: DeployPolicy = Field(default_factory=DeployPolicy)
     backup: BackupPolicy = Field(default_factory=BackupPolicy)
+    health: HealthPolicy = Field(default_factory=HealthPolicy)
 
 
 class GuardiansConfig(_Section):
