@@ -121,7 +121,7 @@ async def main() -> int:
             await conn.close()
             before = await restic.stats()
             _, again = await database.backup_database(restic, url, "db.dump",
-                                                      [f"run={label[:20]}"])
+                                                      [f"run=change-{len(growth) + 1}"])
             growth.append((label, again.added_bytes, await restic.stats() - before))
         print("| | seconds | bytes |")
         print("|---|---:|---:|")

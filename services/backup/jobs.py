@@ -46,7 +46,7 @@ from schemas.events.backup import (
     RestoredPart,
     RestoreOutcome,
 )
-from services.backup.adapters import database, files
+from services.backup.adapters import database, files, postgres
 from services.backup.adapters.restic import Restic, ResticError
 from services.backup.domain.checks import to_restore_differences
 from services.backup.domain.manifest import Manifest, compare
@@ -234,9 +234,12 @@ class BackupJobs:
                 manifest = files.file_manifest(source.paths)
                 self._save_manifest(run_id, source.name, manifest)
                 result = await restic.backup_paths(source.paths, tags, source.exclude)
-        except ResticError as exc:
+        except (ResticError, postgres.DatabaseError, OSError) as exc:
             raise StepFailed(BackupPhase.BACKUP, f"{source.name}: {exc}", kind=kind,
                              source=source.name) from exc
+        except postgres.PgClientError as exc:  # a pg_dump older than the server: config
+            raise StepFailed(BackupPhase.BACKUP, f"{source.name}: {exc}", kind=kind,
+                             source=source.name, retry=False) from exc
         if isinstance(source, DatabaseSource):
             self._save_manifest(run_id, source.name, manifest)
         return Taken(source.name, kind, result.snapshot.id, manifest, result.total_bytes,
@@ -298,7 +301,7 @@ class BackupJobs:
             else:
                 restored, seconds = await self._restore_files(restic, taken.snapshot_id,
                                                               source)
-        except ResticError as exc:
+        except (ResticError, postgres.DatabaseError, postgres.PgClientError, OSError) as exc:
             raise StepFailed(BackupPhase.RECOVERY_TEST, f"{source.name}: {exc}", kind=kind,
                              source=source.name, snapshot_id=taken.snapshot_id) from exc
         differences = compare(taken.manifest, restored)
@@ -422,7 +425,8 @@ class BackupJobs:
             elif any(p.differences for p in parts):
                 reason = "restored data differs from the manifest: " + "; ".join(
                     f"{p.source}: {p.differences[0].item}" for p in parts if p.differences)
-        except (StepFailed, ResticError) as exc:
+        except (StepFailed, ResticError, postgres.DatabaseError, postgres.PgClientError,
+                OSError) as exc:
             reason = str(exc)
         outcome = RestoreOutcome.FAILED if reason else RestoreOutcome.RESTORED
         async with self.checkpoint(self.restores, request_id) as ctx:

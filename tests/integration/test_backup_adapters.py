@@ -111,6 +111,17 @@ def restic(tmp_path: Path) -> Restic:
 
 @pytest.fixture
 async def repo(restic: Restic) -> Restic:
+    """A repository of the test's own (for tests that damage, lock or measure it)."""
+    await restic.ensure_repository()
+    return restic
+
+
+@pytest.fixture(scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> Restic:
+    """One repository for the tests that only add snapshots under tags of their own
+    (an init costs seconds: restic calibrates its key derivation)."""
+    base = tmp_path_factory.mktemp("shared")
+    restic = Restic(str(base / "repo"), RESTIC_KEY, cache_dir=base / "cache")
     await restic.ensure_repository()
     return restic
 
@@ -163,16 +174,16 @@ async def back_up_database(repo: Restic, url: str, name: str, run: str) -> str:
 
 
 async def test_database_round_trip_matches_its_manifest(
-        repo: Restic, source_url: str, scratch_url: str) -> None:
+        shared: Restic, source_url: str, scratch_url: str) -> None:
     expected = await database_manifest(source_url)
     assert expected.tables["billing.orders"].rows == 10000
     assert expected.tables["public.events_2026"].rows == 500
     assert "public.events" not in expected.tables  # a partitioned parent holds no rows
     assert expected.tables["public.empty_one"].rows == 0
-    snapshot_id = await back_up_database(repo, source_url, "orders-db", "r1")
+    snapshot_id = await back_up_database(shared, source_url, "orders-db", "r1")
 
     argv, env = restore_command(scratch_url)
-    seconds = await repo.dump_into(snapshot_id, "orders-db.dump", argv, env)
+    seconds = await shared.dump_into(snapshot_id, "orders-db.dump", argv, env)
     assert seconds > 0
     restored = await database_manifest(scratch_url)
     assert compare(expected, restored) == []
@@ -195,31 +206,31 @@ async def test_database_round_trip_matches_its_manifest(
 
 
 async def test_restore_over_an_existing_database_with_clean(
-        repo: Restic, source_url: str, scratch_url: str) -> None:
-    snapshot_id = await back_up_database(repo, source_url, "orders-db", "r1")
+        shared: Restic, source_url: str, scratch_url: str) -> None:
+    snapshot_id = await back_up_database(shared, source_url, "orders-db", "r1")
     argv, env = restore_command(scratch_url)
-    await repo.dump_into(snapshot_id, "orders-db.dump", argv, env)
+    await shared.dump_into(snapshot_id, "orders-db.dump", argv, env)
     await execute(scratch_url, "DELETE FROM billing.orders WHERE id > 10")
     with pytest.raises(ResticError) as failed:  # without --clean: the objects exist
-        await repo.dump_into(snapshot_id, "orders-db.dump", argv, env)
+        await shared.dump_into(snapshot_id, "orders-db.dump", argv, env)
     assert failed.value.failed == "pg_restore" and "already exists" in str(failed.value)
     argv, env = restore_command(scratch_url, clean=True)
-    await repo.dump_into(snapshot_id, "orders-db.dump", argv, env)
+    await shared.dump_into(snapshot_id, "orders-db.dump", argv, env)
     assert compare(await database_manifest(source_url),
                    await database_manifest(scratch_url)) == []
 
 
 async def test_a_pinned_snapshot_makes_manifest_and_dump_agree(
-        repo: Restic, source_url: str, scratch_url: str) -> None:
+        shared: Restic, source_url: str, scratch_url: str) -> None:
     async with pinned_snapshot(source_url) as snapshot:
         # Writes after the snapshot are in neither the manifest nor the dump.
         await execute(source_url, "INSERT INTO billing.customers VALUES (1000, 'late', NULL)")
         expected = await database_manifest(source_url, snapshot=snapshot)
         argv, env = dump_command(source_url, snapshot=snapshot)
-        result = await repo.backup_from(argv, env, "db.dump", ["source=db", "run=p"])
+        result = await shared.backup_from(argv, env, "db.dump", ["source=db", "run=p"])
     assert expected.tables["billing.customers"].rows == 100
     argv, env = restore_command(scratch_url)
-    await repo.dump_into(result.snapshot.id, "db.dump", argv, env)
+    await shared.dump_into(result.snapshot.id, "db.dump", argv, env)
     assert compare(expected, await database_manifest(scratch_url)) == []
     live = await database_manifest(source_url)
     assert live.tables["billing.customers"].rows == 101
@@ -238,7 +249,7 @@ async def test_an_old_pg_dump_is_refused_with_the_reason(
 # -- 2. files ------------------------------------------------------------------------------
 
 
-async def test_paths_round_trip(repo: Restic, tmp_path: Path) -> None:
+async def test_paths_round_trip(shared: Restic, tmp_path: Path) -> None:
     config = tmp_path / "srv" / "shop" / "config"
     (config / "conf.d").mkdir(parents=True)
     (config / "app.yaml").write_text("db: orders\nname: Grüße\n")
@@ -252,16 +263,16 @@ async def test_paths_round_trip(repo: Restic, tmp_path: Path) -> None:
     expected = file_manifest(paths)
     del expected.files["config/skip.tmp"]
 
-    result = await repo.backup_paths(paths, ["service=shop", "source=config", "run=f1"],
+    result = await shared.backup_paths(paths, ["service=shop", "source=config", "run=f1"],
                                      exclude=["*.tmp"])
     assert result.files == 3  # restic counts regular files; the link is not one
     target = tmp_path / "restore"
-    assert await repo.restore(result.snapshot.id, target) > 0
+    assert await shared.restore(result.snapshot.id, target) > 0
     restored = file_manifest([restored_root(target, p) for p in paths])
     assert compare(expected, restored) == []
-    assert [s.id for s in await repo.snapshots(["source=config", "run=f1"])] == [
+    assert [s.id for s in await shared.snapshots(["source=config", "run=f1"])] == [
         result.snapshot.id]
-    assert await repo.snapshots(["source=config", "run=other"]) == []
+    assert await shared.snapshots(["source=config", "run=other"]) == []
 
 
 # -- 3. damage -----------------------------------------------------------------------------
@@ -305,19 +316,19 @@ async def test_a_small_change_adds_little(repo: Restic, tmp_path: Path) -> None:
     assert 20_000_000 < size < 23_000_000
 
 
-async def test_forget_keeps_each_sources_snapshots_apart(repo: Restic) -> None:
+async def test_forget_keeps_each_sources_snapshots_apart(shared: Restic) -> None:
     producer = [sys.executable, "-c", "print('x')"]
     for source, runs in (("a", 3), ("b", 1)):
         for run in range(runs):
-            await repo.backup_from(producer, {}, f"{source}.dump",
+            await shared.backup_from(producer, {}, f"{source}.dump",
                                    ["service=shop", f"source={source}", f"run={run}"])
-    kept_a = (await repo.snapshots(["source=a"]))[-1]
-    removed = await repo.forget(1, 0, 0, 0, ["service=shop", "source=a"])
+    kept_a = (await shared.snapshots(["source=a"]))[-1]
+    removed = await shared.forget(1, 0, 0, 0, ["service=shop", "source=a"])
     assert len(removed) == 2 and kept_a.id not in removed
-    assert [s.id for s in await repo.snapshots(["source=a"])] == [kept_a.id]
-    assert len(await repo.snapshots(["source=b"])) == 1
+    assert [s.id for s in await shared.snapshots(["source=a"])] == [kept_a.id]
+    assert len(await shared.snapshots(["source=b"])) == 1
     with pytest.raises(ValueError, match="tags of one source"):
-        await repo.forget(1, 0, 0, 0, [])
+        await shared.forget(1, 0, 0, 0, [])
 
 
 # -- 5. a killed backup --------------------------------------------------------------------
@@ -391,22 +402,22 @@ async def test_a_cancelled_backup_stops_both_sides(repo: Restic, tmp_path: Path)
     assert (await repo.check())[0] is True  # no lock left behind to block it
 
 
-async def test_a_failing_producer_leaves_no_snapshot(repo: Restic) -> None:
+async def test_a_failing_producer_leaves_no_snapshot(shared: Restic) -> None:
     producer = [sys.executable, "-c",
                 "import sys; sys.stdout.write('x' * 100000); sys.stdout.flush(); sys.exit(3)"]
     with pytest.raises(ResticError) as failed:
-        await repo.backup_from(producer, {}, "half.dump", ["run=h1"])
+        await shared.backup_from(producer, {}, "half.dump", ["run=h1"])
     assert failed.value.failed == Path(sys.executable).name
     assert "exited with 3" in str(failed.value) and "restic backup was stopped" in str(
         failed.value)
-    assert await repo.snapshots(["run=h1"]) == []
+    assert await shared.snapshots(["run=h1"]) == []
 
 
 # -- 6. secrets ----------------------------------------------------------------------------
 
 
 async def test_no_password_in_errors_or_logs(
-        repo: Restic, caplog: pytest.LogCaptureFixture) -> None:
+        shared: Restic, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     url = f"postgresql://shop:{quote(PASSWORD, safe='')}@nonexistent.invalid:5432/orders"
     argv, env = dump_command(url)
@@ -415,7 +426,7 @@ async def test_no_password_in_errors_or_logs(
     messages: list[str] = []
 
     with pytest.raises(ResticError) as dump_failed:
-        await repo.backup_from(argv, env, "orders.dump", ["run=s1"])
+        await shared.backup_from(argv, env, "orders.dump", ["run=s1"])
     messages.append(str(dump_failed.value))
     assert dump_failed.value.failed == "pg_dump"
     assert "nonexistent.invalid" in str(dump_failed.value)
@@ -425,11 +436,11 @@ async def test_no_password_in_errors_or_logs(
              "import os, sys; print('auth failed for', os.environ['PGPASSWORD'],"
              " file=sys.stderr); sys.exit(1)"]
     with pytest.raises(ResticError) as leaked:
-        await repo.backup_from(leaky, env, "orders.dump", ["run=s2"])
+        await shared.backup_from(leaky, env, "orders.dump", ["run=s2"])
     messages.append(str(leaked.value))
     assert "auth failed for ***" in str(leaked.value)
 
-    wrong_key = Restic(repo.repository, PASSWORD)
+    wrong_key = Restic(shared.repository, PASSWORD)
     with pytest.raises(ResticError) as locked_out:
         await wrong_key.snapshots()
     messages.append(str(locked_out.value))
