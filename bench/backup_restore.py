@@ -112,7 +112,7 @@ async def main() -> int:
         test_s = time.monotonic() - started - backup_s
         assert not compare(manifest, restored), "the recovery test found differences"
         repo_first = await restic.stats()
-        growth = []
+        growth: list[tuple[str, int, int]] = []
         for label, where in (("1% of rows, one contiguous id range",
                               "id <= (SELECT max(id) / 100 FROM events)"),
                              ("1% of rows, scattered (every 100th id)", "id % 100 = 1")):
