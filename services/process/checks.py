@@ -73,8 +73,9 @@ def _processes(expected: Sequence[ExpectedProcess], memory: Memory, now: datetim
                ) -> list[CheckResult]:
     out: list[CheckResult] = []
     for spec in expected:
-        found = [p for p in system.find_processes(spec.match) if p.status != "zombie"]
-        zombies = [p for p in system.find_processes(spec.match) if p.status == "zombie"]
+        matching = system.find_processes(spec.match)
+        found = [p for p in matching if p.status != "zombie"]
+        zombies = [p for p in matching if p.status == "zombie"]
         starts = memory.pid_starts.setdefault(spec.name, [])
         for p in found:
             if (p.pid, p.create_time) not in starts:
@@ -98,8 +99,8 @@ def _processes(expected: Sequence[ExpectedProcess], memory: Memory, now: datetim
         for metric, unit, t in (("cpu_percent", "%", spec.cpu_percent),
                                 ("rss_mb", "MiB", spec.rss_mb),
                                 ("open_files", "files", spec.open_files)):
-            values = [getattr(u, metric) for u in usage.values()]
-            value = max(values) if values else None
+            values = [v for u in usage.values() if (v := getattr(u, metric)) is not None]
+            value = max(values) if values else None  # None (unreadable): UNKNOWN
             r = _threshold(f"{spec.name}.{metric}", CheckKind.RESOURCE, value, t,
                            f"{spec.name} {metric}", unit)
             if r is not None:
