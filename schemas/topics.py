@@ -34,6 +34,7 @@ from schemas.events import (
     IncidentOpened,
     IncidentResolved,
     IncidentUpdated,
+    IncidentUpdateRequested,
     InfraReady,
     MigrationApproved,
     MigrationAssessed,
@@ -206,6 +207,11 @@ REGISTRY = Registry(
             partitions=INCIDENT_PARTITIONS, retention_ms=RETENTION_MS,
             description="incident service → people: resolved, with durations",
         ),
+        TopicSpec(
+            "incident.update.requested", IncidentUpdateRequested, key_field="incident_id",
+            partitions=INCIDENT_PARTITIONS, retention_ms=RETENTION_MS, signed=True,
+            description="people → incident service: acknowledge, note or resolve",
+        ),
         # -- people
         TopicSpec(
             "ops.alerts", OpsAlert, key_field="dedup_key",
@@ -250,7 +256,7 @@ SERVICES: dict[str, ServiceTopics] = {
     ),
     "incident": ServiceTopics(
         receives=("migration.blocked", "deploy.failed", "deploy.rolled_back", "backup.failed",
-                  "backup.restored", "health.changed"),
+                  "backup.restored", "health.changed", "incident.update.requested"),
         sends=("incident.opened", "incident.updated", "incident.escalated", "incident.resolved",
                "ops.alerts", "deploy.rollback.requested", "backup.restore.requested",
                "service.restart.requested"),

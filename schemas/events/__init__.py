@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         IncidentOpened,
         IncidentResolved,
         IncidentUpdated,
+        IncidentUpdateRequested,
     )
     from schemas.events.migration import (
         MigrationApproved,
@@ -71,6 +72,8 @@ _MODULE_OF = {
     "IncidentOpened": "schemas.events.incident",
     "IncidentResolved": "schemas.events.incident",
     "IncidentUpdated": "schemas.events.incident",
+    "IncidentUpdateRequested": "schemas.events.incident",
+    "IncidentAction": "schemas.events.incident",
     "InfraReady": "schemas.events.health",
     "MigrationApproved": "schemas.events.migration",
     "MigrationAssessed": "schemas.events.migration",
@@ -107,6 +110,7 @@ __all__ = [
     "IncidentEscalated",
     "IncidentOpened",
     "IncidentResolved",
+    "IncidentUpdateRequested",
     "IncidentUpdated",
     "InfraReady",
     "MigrationApproved",

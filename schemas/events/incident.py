@@ -160,3 +160,21 @@ class IncidentResolved(Event):
     version: Version | None = None
     artifact: str | None = None
     environment: EnvironmentName | None = None
+
+
+class IncidentAction(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    NOTE = "note"
+    RESOLVE = "resolve"
+
+
+class IncidentUpdateRequested(Event):
+    """People (`guardians incident ack|note|resolve`) → incident service. A signed command."""
+
+    TOPIC: ClassVar[str] = "incident.update.requested"
+
+    incident_id: IncidentId
+    action: IncidentAction
+    by: str = Field(min_length=1)
+    text: str | None = None
+    """The note, or the resolution."""

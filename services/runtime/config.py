@@ -538,11 +538,41 @@ class HealthPolicy(_Section):
         return bool(self.checks or self.ports or self.processes)
 
 
+# -- incident service -------------------------------------------------------------------------
+
+
+class EscalationLevel(_Section):
+    notify: list[str] = Field(min_length=1)
+    """Who this level pages (names the alert routing understands)."""
+    after_seconds: float = Field(default=300, ge=0)
+    """How long this level has before the next one is paged."""
+
+
+def _default_levels() -> list[EscalationLevel]:
+    return [EscalationLevel(notify=["on-call"], after_seconds=300),
+            EscalationLevel(notify=["on-call", "team-lead"], after_seconds=900)]
+
+
+class IncidentPolicy(_Section):
+    """How the incident service handles this service's failures."""
+
+    escalation_policy: str = Field(default="default", min_length=1)
+    levels: list[EscalationLevel] = Field(default_factory=_default_levels, min_length=1)
+    action_timeout_seconds: float = Field(default=300, gt=0)
+    """An automatic action with no outcome in this time escalates."""
+    on_deploy_failed: Literal["rollback", "none"] = "rollback"
+    on_health_red: Literal["restart", "restore", "none"] = "restart"
+    """`restore`: a red service is a data-loss case (the backup guardian's restore)."""
+    on_backup_failed: Literal["none"] = "none"
+    open_on_migration_blocked: bool = False
+
+
 class ManagedService(_Section):
     migration: MigrationPolicy = Field(default_factory=MigrationPolicy)
     deploy: DeployPolicy = Field(default_factory=DeployPolicy)
     backup: BackupPolicy = Field(default_factory=BackupPolicy)
     health: HealthPolicy = Field(default_factory=HealthPolicy)
+    incident: IncidentPolicy = Field(default_factory=IncidentPolicy)
 
 
 class GuardiansConfig(_Section):

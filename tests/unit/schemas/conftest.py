@@ -22,10 +22,12 @@ from schemas.events import (
     DeployStageChanged,
     HealthChanged,
     HealthReported,
+    IncidentAction,
     IncidentEscalated,
     IncidentOpened,
     IncidentResolved,
     IncidentUpdated,
+    IncidentUpdateRequested,
     InfraReady,
     MigrationApproved,
     MigrationAssessed,
@@ -283,6 +285,10 @@ def _health_incident_ops() -> list[Event]:
             severity=IncidentSeverity.HIGH, cause=IncidentCause.DEPLOY_FAILED,
             summary="shop 2.0.0 failed in production monitoring", change_id=CHANGE,
             version="2.0.0", artifact="pkg:oci/shop@sha256:abc", environment="production",
+        ),
+        IncidentUpdateRequested(
+            incident_id=INCIDENT, action=IncidentAction.NOTE, by="ana",
+            text="the canary's errors are all on /checkout",
         ),
         IncidentUpdated(
             incident_id=INCIDENT, service=SERVICE, status=IncidentStatus.MITIGATING,

@@ -41,6 +41,7 @@ EXPECTED_TOPICS = {
     "incident.updated": "incident_id",
     "incident.escalated": "incident_id",
     "incident.resolved": "incident_id",
+    "incident.update.requested": "incident_id",
     "ops.alerts": "dedup_key",
 }
 COMMANDS = {
@@ -50,6 +51,7 @@ COMMANDS = {
     "deploy.rollout.decided",
     "backup.restore.requested",
     "service.restart.requested",
+    "incident.update.requested",
 }
 
 
@@ -124,7 +126,8 @@ def test_each_event_has_one_guardian_that_says_it_except_commands_and_alerts() -
         for name in topics.sends:
             senders.setdefault(name, []).append(service)
     # from CI and people
-    external = {"change.submitted", "migration.review.decided", "deploy.rollout.decided"}
+    external = {"change.submitted", "migration.review.decided", "deploy.rollout.decided",
+                "incident.update.requested"}
     assert set(senders) == set(EXPECTED_TOPICS) - external
     shared = {name for name, who in senders.items() if len(who) > 1}
     assert shared == {"ops.alerts"}
