@@ -22,7 +22,6 @@ from schemas.events import (
     DeployStageChanged,
     HealthChanged,
     HealthReported,
-    IncidentAction,
     IncidentEscalated,
     IncidentOpened,
     IncidentResolved,
@@ -67,6 +66,7 @@ from schemas.events.deploy import (
 )
 from schemas.events.health import CheckKind, CheckResult, CheckStatus, HealthGrade
 from schemas.events.incident import (
+    IncidentAction,
     IncidentCause,
     IncidentDurations,
     IncidentSeverity,
