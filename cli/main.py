@@ -27,7 +27,7 @@ def build_app() -> typer.Typer:
     if _app is None:
         import typer
 
-        from cli import backup, config, keys, lint, rollout, verify
+        from cli import backup, config, incident, keys, lint, rollout, verify
 
         app = typer.Typer(
             name="guardians",
@@ -43,6 +43,7 @@ def build_app() -> typer.Typer:
         config.register(app)
         rollout.register(app)
         backup.register(app)
+        incident.register(app)
         _app = app
     return _app
 

@@ -208,3 +208,29 @@ async def test_a_data_loss_asks_for_a_restore_and_records_the_recovery_report(
     notes = await incidents.on("incident.updated", where={"incident_id": iid}, count=4)
     report = [n["entry"]["message"] for n in notes if "recovery report" in n["entry"]["message"]]
     assert report and "ledger-db -> database: 9 checks passed" in report[0]
+
+
+async def test_the_cli_lists_shows_and_notes_incidents(incidents: Incidents) -> None:
+    service = incidents.services["shop"]
+    (opened,) = await incidents.on("incident.opened", where={"service": service})
+    iid = opened["incident_id"]
+    env = {**os.environ, "GUARDIANS_SIGNER": "ops",
+           "GUARDIANS_SIGNING_KEY_FILE": str(incidents.keys / "ops.key")}
+    env.pop("GUARDIANS_SIGNING_KEY", None)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "cli.main", "incident", *args], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    listed = json.loads(cli("list", "--all", "--format", "json"))
+    assert any(i["incident_id"] == iid and i["count"] == 50 for i in listed)
+    cli("note", iid, "post-incident review booked for Monday")
+    await incidents.on("incident.updated", where={"incident_id": iid}, count=1)
+    for _ in range(30):
+        shown = json.loads(cli("show", iid, "--format", "json"))
+        if any("review booked" in e["message"] for e in shown["timeline"]):
+            break
+    assert any(e["kind"] == "note" and e["actor"] == "ops" for e in shown["timeline"])
+    assert shown["status"] == "resolved" and shown["count"] == 50
