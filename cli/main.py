@@ -27,7 +27,7 @@ def build_app() -> typer.Typer:
     if _app is None:
         import typer
 
-        from cli import backup, config, incident, keys, lint, rollout, verify
+        from cli import backup, config, incident, keys, lint, replay, rollout, verify
 
         app = typer.Typer(
             name="guardians",
@@ -44,6 +44,7 @@ def build_app() -> typer.Typer:
         rollout.register(app)
         backup.register(app)
         incident.register(app)
+        replay.register(app)
         _app = app
     return _app
 

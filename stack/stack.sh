@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real local stack, no containers: Apache Kafka 4 (KRaft, one node), PostgreSQL, and
-# Debian's Prometheus (canary metrics), nginx (canary traffic split) and restic (backups).
+# Debian's Prometheus (canary metrics), nginx (canary traffic split), restic (backups) and kcat
+# (the baseline `bench/replay.py` reads the same events with).
 #
 #   stack/stack.sh up       start what is not running yet, wait until ready, create topics,
 #                           write .cache/stack.env      (idempotent; fast when already up)
@@ -9,7 +10,8 @@
 #
 # Then: source .cache/stack.env   (GUARDIANS_KAFKA_BOOTSTRAP, GUARDIANS_DATABASE_URL,
 #   GUARDIANS_PROMETHEUS_URL, GUARDIANS_PROMETHEUS_TARGETS_DIR, GUARDIANS_NGINX_BIN,
-#   GUARDIANS_NGINX_PREFIX, GUARDIANS_NGINX_CONF, GUARDIANS_NGINX_SITES_DIR, GUARDIANS_RESTIC_BIN)
+#   GUARDIANS_NGINX_PREFIX, GUARDIANS_NGINX_CONF, GUARDIANS_NGINX_SITES_DIR, GUARDIANS_RESTIC_BIN,
+#   GUARDIANS_KCAT_BIN)
 #
 # Environment:
 #   GUARDIANS_KAFKA_PORT (9092)  GUARDIANS_KAFKA_CONTROLLER_PORT (9093)  GUARDIANS_KAFKA_HEAP (1g)
@@ -19,8 +21,8 @@
 #   GUARDIANS_DATABASE_URL       use this server instead: nothing is started, it is only checked
 #   GUARDIANS_PROMETHEUS_PORT (9090)  GUARDIANS_NGINX_STATUS_PORT (8088)
 #
-# nginx, prometheus and restic come from Debian: as root, `up` apt-get installs the missing ones
-# (and leaves the packages' own system services stopped); otherwise install them first.
+# nginx, prometheus, restic and kcat come from Debian: as root, `up` apt-get installs the missing
+# ones (and leaves the packages' own system services stopped); otherwise install them first.
 #
 # Everything (jars, data, logs, pid files) lives under <repo>/.cache/, except what an
 # unprivileged server user must reach when root runs this from a private checkout (see
@@ -418,11 +420,11 @@ tool_bin() {
   return 1
 }
 
-# nginx, prometheus and restic from Debian (each package is named after its binary). As root,
-# install the missing ones; `apt-get update` only when the install fails on stale lists.
+# nginx, prometheus, restic and kcat from Debian (each package is named after its binary). As
+# root, install the missing ones; `apt-get update` only when the install fails on stale lists.
 deb_tools() {
   local missing=() tool
-  for tool in nginx prometheus restic; do
+  for tool in nginx prometheus restic kcat; do
     tool_bin "$tool" >/dev/null || missing+=("$tool")
   done
   ((${#missing[@]})) || return 0
@@ -627,6 +629,18 @@ restic_status() {
   log "restic: $("$bin" version 2>/dev/null | head -n1) ($bin)"
 }
 
+# ---------------------------------------------------------------- kcat
+
+# Installed only: bench/replay.py reads the replay benchmark's events with it.
+kcat_status() {
+  local bin
+  if ! bin="$(tool_bin kcat)"; then
+    log "kcat: not installed"
+    return 1
+  fi
+  log "kcat: $("$bin" -V 2>/dev/null | grep -o '^Version [^ ]*' | head -n1) ($bin)"
+}
+
 # ---------------------------------------------------------------- commands
 
 write_env() {
@@ -642,6 +656,7 @@ write_env() {
     printf 'export GUARDIANS_NGINX_CONF=%q\n' "$NGINX_CONF"
     printf 'export GUARDIANS_NGINX_SITES_DIR=%q\n' "$NGINX_SITES"
     printf 'export GUARDIANS_RESTIC_BIN=%q\n' "$(tool_bin restic)"
+    printf 'export GUARDIANS_KCAT_BIN=%q\n' "$(tool_bin kcat)"
   } >"$STACK_ENV.tmp"
   mv "$STACK_ENV.tmp" "$STACK_ENV"
 }
@@ -675,6 +690,7 @@ cmd_status() {
   prom_status || ok=1
   nginx_status || ok=1
   restic_status || ok=1
+  kcat_status || ok=1
   return "$ok"
 }
 

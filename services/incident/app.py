@@ -105,15 +105,16 @@ async def _open(ctx: Context, *, service: str, cause: IncidentCause, summary: st
     if row is not None:
         await _entry(ctx, row, TimelineKind.DUPLICATE, f"reported again: {summary}")
         return row, False
-    now = _now()
-    new_id = incident_id(service, cause, now)
+    new_id = incident_id(service, cause, _now())
     severity = SEVERITY[cause]
+    # Every incident time is the database's clock (now(): the transaction's start), so the
+    # durations never mix two clocks.
     row = await ctx.conn.fetchrow(
         "INSERT INTO incidents (incident_id, dedup_key, service, cause, severity, status,"
         " summary, change_id, version, first_failure_at, opened_at)"
-        " VALUES ($1,$2,$3,$4,$5,'triggered',$6,$7,$8,$9,$10) RETURNING *",
+        " VALUES ($1,$2,$3,$4,$5,'triggered',$6,$7,$8,least($9, now()),now()) RETURNING *",
         new_id, key, service, cause.value, severity.value, summary[:2000], change_id,
-        version, min(failed_at, now), now)
+        version, failed_at)
     ctx.emit(IncidentOpened(incident_id=new_id, dedup_key=key, service=service,
                             severity=severity, cause=cause, summary=summary[:2000],
                             change_id=change_id, version=version))
@@ -203,7 +204,7 @@ async def _resolve(ctx: Context, row: Any, by: str, resolution: str) -> None:
     opened, resolved = row["opened_at"], row["resolved_at"]
     durations = IncidentDurations(
         detect_seconds=max(0.0, (opened - row["first_failure_at"]).total_seconds()),
-        mitigate_seconds=((row["mitigated_at"] - opened).total_seconds()
+        mitigate_seconds=(max(0.0, (row["mitigated_at"] - opened).total_seconds())
                           if row["mitigated_at"] else None),
         resolve_seconds=max(0.0, (resolved - opened).total_seconds()))
     ctx.emit(IncidentResolved(
