@@ -50,6 +50,9 @@ test-unit: venv
 run: venv stack-up
 	source .cache/stack.env && $(PY) -m services.launcher
 
+demo: venv stack-up
+	source .cache/stack.env && $(PY) -m services.launcher --demo
+
 bench: venv stack-up
 	source .cache/stack.env && $(PY) bench/relay_chain.py
 	source .cache/stack.env && $(PY) bench/rollback_time.py
