@@ -27,7 +27,20 @@ def build_app() -> typer.Typer:
     if _app is None:
         import typer
 
-        from cli import backup, config, incident, keys, lint, replay, rollout, verify
+        from cli import (
+            backup,
+            config,
+            incident,
+            keys,
+            lint,
+            replay,
+            review,
+            rollout,
+            status,
+            submit,
+            tail,
+            verify,
+        )
 
         app = typer.Typer(
             name="guardians",
@@ -45,6 +58,10 @@ def build_app() -> typer.Typer:
         backup.register(app)
         incident.register(app)
         replay.register(app)
+        submit.register(app)
+        status.register(app)
+        tail.register(app)
+        review.register(app)
         _app = app
     return _app
 
