@@ -41,9 +41,9 @@ LATE_GRACE = timedelta(minutes=15)
 @guardian.handles(DeployCompleted)
 async def back_up_release(event: DeployCompleted, ctx: Context) -> None:
     await ctx.conn.execute(
-        "INSERT INTO backup_runs (run_id, service, version, trigger, status)"
-        " VALUES ($1, $2, $3, 'deploy', 'queued') ON CONFLICT (run_id) DO NOTHING",
-        event.change_id, event.service, event.version,
+        "INSERT INTO backup_runs (run_id, service, version, trigger, status, cause_id)"
+        " VALUES ($1, $2, $3, 'deploy', 'queued', $4) ON CONFLICT (run_id) DO NOTHING",
+        event.change_id, event.service, event.version, ctx.incoming.id if ctx.incoming else None,
     )
 
 
@@ -51,8 +51,8 @@ async def back_up_release(event: DeployCompleted, ctx: Context) -> None:
 async def queue_restore(event: BackupRestoreRequested, ctx: Context) -> None:
     assert ctx.incoming is not None
     await ctx.conn.execute(
-        "INSERT INTO restores (request_id, service, request, status)"
-        " VALUES ($1, $2, $3::jsonb, 'queued') ON CONFLICT (request_id) DO NOTHING",
+        "INSERT INTO restores (request_id, service, request, status, cause_id)"
+        " VALUES ($1, $2, $3::jsonb, 'queued', $1) ON CONFLICT (request_id) DO NOTHING",
         ctx.incoming.id, event.service, json.dumps(event.model_dump(mode="json")),
     )
 

@@ -150,6 +150,10 @@ class BackupJobs:
     async def checkpoint(self, driver: LeaseDriver, job_id: str) -> AsyncIterator[Any]:
         async with self.guardian.transaction() as ctx:
             await driver.check(ctx.conn, job_id)
+            # What the job says follows from the event that started it (replay's chain).
+            ctx.causation_id = await ctx.conn.fetchval(
+                f"SELECT cause_id FROM {driver.table} WHERE {driver.key} = $1",  # noqa: S608
+                job_id)
             yield ctx
 
     # -- backup runs ---------------------------------------------------------------------------

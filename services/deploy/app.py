@@ -33,7 +33,8 @@ async def queue_rollout(event: MigrationApproved, ctx: Context) -> None:
     plan = resolve(policy, event.monitoring_plan)
     if not await store.insert(ctx.conn, change_id=event.change_id, service=event.service,
                               version=event.version, previous_version=event.previous_version,
-                              artifact=event.artifact, plan=plan):
+                              artifact=event.artifact, plan=plan,
+                              cause_id=ctx.incoming.id if ctx.incoming else None):
         log.info("rollout of %s already queued", event.change_id,
                  extra={"change_id": event.change_id})
 

@@ -187,14 +187,18 @@ class Rollout:
         if stage is not None:
             self.stage = stage
         async with self.guardian.transaction() as ctx:
+            # Each step's events follow from the previous step's (the first from the
+            # approval), so a replay rebuilds the rollout as one causal chain.
+            ctx.causation_id = self.progress.get("last_event") or self.row.cause_id
+            sent = [ctx.emit(event) for event in events]
+            if sent:
+                self.progress["last_event"] = sent[-1].id
             await store.save(
                 ctx.conn, self.driver.owner, self.row.change_id, status=self.status,
                 stage=(self.stage.value if self.stage else "queued"), progress=self.progress,
                 finished=finished, outcome=outcome, clear_decision=clear_decision,
                 clear_rollback=clear_rollback,
             )
-            for event in events:
-                ctx.emit(event)
 
     def stage_event(self, stage: DeployStage, reason: str | None = None, **extra: Any
                     ) -> DeployStageChanged:

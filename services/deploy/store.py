@@ -31,6 +31,7 @@ class RolloutRow:
     rollback_request: dict[str, Any] | None
     approved_at: datetime
     started_at: datetime | None
+    cause_id: str | None = None
 
 
 def _json(value: Any) -> Any:
@@ -45,18 +46,20 @@ def _row(record: Any) -> RolloutRow:
         stage=record["stage"], progress=_json(record["progress"]) or {},
         decision=_json(record["decision"]), rollback_request=_json(record["rollback_request"]),
         approved_at=record["approved_at"], started_at=record["started_at"],
+        cause_id=record["cause_id"],
     )
 
 
 async def insert(conn: Connection, *, change_id: str, service: str, version: str,
-                 previous_version: str | None, artifact: str | None, plan: RolloutPlan
-                 ) -> bool:
+                 previous_version: str | None, artifact: str | None, plan: RolloutPlan,
+                 cause_id: str | None = None) -> bool:
     """False when this change already has a rollout (a re-delivered approval)."""
     done = await conn.fetchval(
         "INSERT INTO rollouts (change_id, service, version, previous_version, artifact, plan,"
-        " status, stage) VALUES ($1,$2,$3,$4,$5,$6::jsonb,'queued','queued')"
+        " status, stage, cause_id) VALUES ($1,$2,$3,$4,$5,$6::jsonb,'queued','queued',$7)"
         " ON CONFLICT (change_id) DO NOTHING RETURNING 1",
         change_id, service, version, previous_version, artifact, json.dumps(plan.to_json()),
+        cause_id,
     )
     return done is not None
 

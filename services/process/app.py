@@ -37,9 +37,10 @@ async def open_health_gate(event: BackupVerified, ctx: Context) -> None:
     gate = Gate(change_id=event.change_id, service=event.service, version=event.version,
                 opened_at=datetime.now(UTC))
     await ctx.conn.execute(
-        "INSERT INTO gates (change_id, service, version, gate, status)"
-        " VALUES ($1, $2, $3, $4::jsonb, 'open') ON CONFLICT (change_id) DO NOTHING",
-        event.change_id, event.service, event.version, json.dumps(gate.to_json()))
+        "INSERT INTO gates (change_id, service, version, gate, status, cause_id)"
+        " VALUES ($1, $2, $3, $4::jsonb, 'open', $5) ON CONFLICT (change_id) DO NOTHING",
+        event.change_id, event.service, event.version, json.dumps(gate.to_json()),
+        ctx.incoming.id if ctx.incoming else None)
 
 
 @guardian.handles(ServiceRestartRequested)

@@ -147,6 +147,7 @@ class Monitor:
                     " $3 <> 'open' THEN now() END WHERE change_id = $1",
                     g["change_id"], json.dumps(gate.to_json()), status)
                 if outcome == "ready":
+                    ctx.causation_id = g["cause_id"]
                     ctx.emit(InfraReady(
                         change_id=g["change_id"], service=service, version=g["version"],
                         gate_seconds=(now - gate.opened_at).total_seconds(),

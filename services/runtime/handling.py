@@ -61,6 +61,9 @@ class Context:
     signing: SigningKey | None
     incoming: Envelope | None = None
     emitted: list[OutboxMessage] = field(default_factory=list)
+    causation_id: str | None = None
+    """Outside a handler (a timer, a durable job's step): the id of the event this
+    transaction's events follow from, so replay can still rebuild the causal chain."""
 
     def emit(self, event: Event, *, subject: str | None = None) -> Envelope:
         """Queue `event` for publication once this transaction commits."""
@@ -78,7 +81,7 @@ class Context:
             source=f"guardians/{self.service}",
             subject=subject or key,
             correlation_id=correlation,
-            causation_id=self.incoming.id if self.incoming else None,
+            causation_id=self.incoming.id if self.incoming else self.causation_id,
             traceparent=current_traceparent(),
         )
         if spec.signed:
