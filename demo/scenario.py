@@ -211,6 +211,10 @@ class Story:
                          + (f"  MISSING: {'; '.join(step.missing)}" if step.missing else ""))
             for name, seconds in step.stages:
                 lines.append(f"    {name:<28} {seconds:7.1f} s")
+            own = pipeline_times(self.seen, step.change)
+            if own:
+                lines.append("    pipeline's own time (configured waits excluded): " + ", ".join(
+                    f"{guardian} {seconds:.1f} s" for guardian, seconds in own.items()))
         return "\n".join(lines)
 
     def check(self) -> list[str]:
@@ -241,6 +245,47 @@ def _line(topic: str, body: dict[str, Any]) -> str | None:
                   "backup.failed": str(body.get("reason", ""))[:80]}.get(topic)
         return topic + (f": {detail}" if detail else "")
     return None
+
+
+def pipeline_times(seen: Seen, change: str) -> dict[str, float]:
+    """Each guardian's own time on a change: from the event it acts on to the event that
+    ends its part, less the waits its configuration asks for (the canary analysis after each
+    weight step and the production monitoring window for the deploy guardian, the health
+    gate for the process guardian). What remains is the pipeline's work: assessing and
+    verifying, starting instances and waiting for them to be ready, switching traffic,
+    dumping, restoring and comparing, and every hop through Kafka and PostgreSQL."""
+
+    def at(topic: str, where: Callable[[dict[str, Any]], bool] = lambda _: True
+           ) -> datetime | None:
+        found = seen.first(change, topic, where)
+        return found[0] if found else None
+
+    out: dict[str, float] = {}
+    submitted, approved = at("change.submitted"), at("migration.approved")
+    if submitted and approved:
+        out["migration"] = (approved - submitted).total_seconds()
+    end = at("deploy.completed") or at("deploy.rolled_back") or at("deploy.failed")
+    if approved and end:
+        stages = sorted((t, b) for topic, t, b in seen.by_change.get(change, [])
+                        if topic == "deploy.stage.changed")
+        waits = 0.0
+        for (t, body), (nxt, _) in itertools.pairwise(stages):
+            canary_step = body["stage"] == "canary" and (body.get("canary_weight") or 0) > 0
+            if canary_step or body["stage"] in ("monitoring", "paused"):
+                waits += (nxt - t).total_seconds()
+        out["deploy"] = max(0.0, (end - approved).total_seconds() - waits)
+    completed, verified = at("deploy.completed"), at("backup.verified")
+    if completed and verified:
+        out["backup"] = (verified - completed).total_seconds()
+    ready = at("infra.ready")
+    if verified and ready:
+        gate = seen.first(change, "infra.ready")
+        gate_s = float(gate[1].get("gate_seconds", 0)) if gate else 0.0
+        out["process"] = max(0.0, (ready - verified).total_seconds() - gate_s)
+    rolled, resolved = at("deploy.rolled_back"), at("incident.resolved")
+    if rolled and resolved:
+        out["incident"] = (resolved - rolled).total_seconds()
+    return out
 
 
 def _outcome(seen: Seen, change: str) -> str:
