@@ -42,6 +42,7 @@ schemas: venv
 	$(PY) -c "from services.runtime.config import write_schema; print('wrote', write_schema())"
 
 test: venv lint stack-up
+	stack/browser.sh >/dev/null
 	source .cache/stack.env && $(PY) -m pytest -q -p no:cacheprovider tests
 
 test-unit: venv

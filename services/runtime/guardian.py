@@ -44,7 +44,8 @@ from services.runtime.handling import (
     RetryLaterError,
     Route,
 )
-from services.runtime.http import HealthServer
+from services.runtime.http import BUILT_IN_PATHS, HealthServer
+from services.runtime.http import Route as HttpRoute
 from services.runtime.outbox import OutboxRelay, OutboxRow
 from services.runtime.settings import RuntimeSettings
 from services.runtime.telemetry import configure_logging, configure_tracing
@@ -87,13 +88,14 @@ class Guardian:
     ) -> None:
         self.name = name
         self.schema = db.schema_name(name)
-        self.group_id = f"guardians-{name}"
         self.settings = settings or RuntimeSettings()
+        self.group_id = self.settings.consumer_group or f"guardians-{name}"
         self._registry = registry
         self._migrations = migrations
         self._routes: dict[str, Route[Any]] = {}
         self._periodic: list[tuple[float, Callable[[Context], Awaitable[None]]]] = []
         self._background: list[Callable[[], Awaitable[None]]] = []
+        self._http_routes: dict[str, HttpRoute] = {}
         self.pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -150,6 +152,19 @@ class Guardian:
         self._background.append(task)
         return task
 
+    def serves(self, path: str) -> Callable[[HttpRoute], HttpRoute]:
+        """Serve `handler(request)` for GET `path` on the service's HTTP port, beside
+        /metrics, /healthz and /readyz (a page, a JSON snapshot, a server-sent-events
+        stream). Exact paths only; the built-in ones cannot be replaced."""
+
+        def register(handler: HttpRoute) -> HttpRoute:
+            if path in self._http_routes or path in BUILT_IN_PATHS:
+                raise ValueError(f"{self.name}: {path} is already served")
+            self._http_routes[path] = handler
+            return handler
+
+        return register
+
     @property
     def topics(self) -> list[str]:
         return sorted(self._routes)
@@ -191,7 +206,8 @@ class Guardian:
             self._tasks.append(asyncio.create_task(self._every(seconds, task)))
         for background in self._background:
             self._tasks.append(asyncio.create_task(self._keep_running(background)))
-        self._http = HealthServer(s.http_host, s.port_for(self.name), self.readiness)
+        self._http = HealthServer(s.http_host, s.port_for(self.name), self.readiness,
+                                  self._http_routes)
         await self._http.start()
         metrics.READY.labels(self.name).set(1)
         log.info("started", extra={"topics": self.topics, "group_id": self.group_id,

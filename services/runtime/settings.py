@@ -18,8 +18,10 @@ SERVICE_PORTS: dict[str, int] = {
     "backup": 9103,
     "process": 9104,
     "incident": 9105,
+    "dashboard": 9106,
 }
-"""Default HTTP port (/metrics, /healthz, /readyz) per service; GUARDIANS_HTTP_PORT overrides."""
+"""Default HTTP port (/metrics, /healthz, /readyz) per service; GUARDIANS_HTTP_PORT overrides.
+The five guardians, and the dashboard's read model, which serves its page on the same port."""
 
 
 class RuntimeSettings(BaseSettings):
@@ -35,6 +37,11 @@ class RuntimeSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int | None = None
     """None: the service's default port from SERVICE_PORTS; 0: pick a free port."""
+
+    consumer_group: str | None = None
+    """The Kafka consumer group; unset: `guardians-<service>`. Only for a second, independent
+    copy of a read model (a test, a rebuild beside the live one, with its own database): the
+    replicas of one service share the default group."""
 
     handler_max_attempts: int = Field(default=3, ge=1, le=20)
     """A handler that raises this many times for one event sends it to the dead-letter topic."""

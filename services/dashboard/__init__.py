@@ -1,0 +1,1 @@
+"""The dashboard: a read model of the guardians' events, served as one live page."""
