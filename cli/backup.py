@@ -23,6 +23,7 @@ def plan(
     service: Annotated[str, typer.Argument(help="The managed service.")],
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="guardians.yaml (default: $GUARDIANS_CONFIG_FILE).")] = None,
+    output: Annotated[str, typer.Option("--format", help="text (Markdown) or json.")] = "text",
 ) -> None:
     """Print the service's recovery plan: sources, repository, restore commands, the last
     verified snapshot and its measured recovery time.
@@ -43,7 +44,12 @@ def plan(
     if service not in loaded.services:
         typer.echo(f"guardians backup plan: {service!r} is not in {config}", err=True)
         raise typer.Exit(2)
-    typer.echo(asyncio.run(render_plan(service, loaded.service(service).backup)))
+    policy = loaded.service(service).backup
+    plan = asyncio.run(render_plan(service, policy))
+    if output == "json":
+        typer.echo(json.dumps({"service": service, "markdown": plan}))
+    else:
+        typer.echo(plan)
 
 
 @backup_app.command("restore")
@@ -56,7 +62,7 @@ def restore(
         "--kind", help="database, config, code, user_data, system (repeat; default all).")
     ] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who asks (default: signer).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the command as JSON.")] = False,
+    output: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
     """Restore a service's data from its backups.
 
@@ -77,7 +83,7 @@ def restore(
     except PublishError as exc:
         typer.echo(f"guardians backup restore: {exc}", err=True)
         raise typer.Exit(2) from exc
-    if as_json:
+    if output == "json":
         typer.echo(json.dumps({"id": envelope.id, "event": event.model_dump(mode="json")}))
     else:
         typer.echo(f"sent {envelope.type} {envelope.id} for {service}, signed by "

@@ -510,7 +510,8 @@ def replay(bootstrap: str, selector: Selector, topics: Sequence[str] | None = No
 
     from cli.timeline import build_timeline
 
-    result = asyncio.run(read(bootstrap, selector, topics))
+    with _progress('reading the retained topics…'):
+        result = asyncio.run(read(bootstrap, selector, topics))
     return build_timeline(result.events), result.stats
 
 
@@ -582,3 +583,10 @@ def command(
 
 def register(app: typer.Typer) -> None:
     app.command("replay")(command)
+
+
+def _progress(what: str) -> Any:
+    """A spinner on stderr while a long step runs (nothing when stderr is not a terminal)."""
+    from rich.console import Console
+
+    return Console(stderr=True).status(what)

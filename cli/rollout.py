@@ -19,10 +19,10 @@ rollout_app = typer.Typer(help="Promote, abort or roll back a rollout (signed co
 Service = Annotated[str, typer.Option("--service", "-s", help="The managed service.")]
 By = Annotated[str | None, typer.Option("--by", help="Who decides (default: the signer).")]
 Reason = Annotated[str | None, typer.Option("--reason", "-r", help="Why, for the record.")]
-Json = Annotated[bool, typer.Option("--json", help="Print the sent command as JSON.")]
+Format = Annotated[str, typer.Option("--format", help="text or json (the sent command).")]
 
 
-def _send(event: object, as_json: bool) -> None:
+def _send(event: object, output: str) -> None:
     from cli.publish import PublishError, publish
     from schemas.base import Event
 
@@ -32,7 +32,7 @@ def _send(event: object, as_json: bool) -> None:
     except PublishError as exc:
         typer.echo(f"guardians rollout: {exc}", err=True)
         raise typer.Exit(2) from exc
-    if as_json:
+    if output == "json":
         typer.echo(json.dumps({"id": envelope.id, "type": envelope.type,
                                "signer": envelope.signer,
                                "event": event.model_dump(mode="json")}))
@@ -42,7 +42,7 @@ def _send(event: object, as_json: bool) -> None:
 
 
 def _decide(change: str, service: str, decision: str, by: str | None, reason: str | None,
-            as_json: bool) -> None:
+            output: str) -> None:
     import os
 
     from schemas.events.deploy import DeployRolloutDecided, RolloutDecision
@@ -50,33 +50,33 @@ def _decide(change: str, service: str, decision: str, by: str | None, reason: st
     _send(DeployRolloutDecided(
         change_id=change, service=service, decision=RolloutDecision(decision),
         decided_by=by or os.environ.get("GUARDIANS_SIGNER") or "ops", reason=reason,
-    ), as_json)
+    ), output)
 
 
 @rollout_app.command("promote")
 def promote(change: str, service: Service, by: By = None, reason: Reason = None,
-            as_json: Json = False) -> None:
+            output: Format = "text") -> None:
     """Continue a paused rollout.
 
     Example: guardians rollout promote shop-2.4.0 --service shop --reason "low traffic"
     """
-    _decide(change, service, "promote", by, reason, as_json)
+    _decide(change, service, "promote", by, reason, output)
 
 
 @rollout_app.command("abort")
 def abort(change: str, service: Service, by: By = None, reason: Reason = None,
-          as_json: Json = False) -> None:
+          output: Format = "text") -> None:
     """Roll the canary back now.
 
     Example: guardians rollout abort shop-2.4.0 --service shop --reason "checkout errors"
     """
-    _decide(change, service, "abort", by, reason, as_json)
+    _decide(change, service, "abort", by, reason, output)
 
 
 @rollout_app.command("rollback")
 def rollback(change: str, service: Service,
              reason: Annotated[str, typer.Option("--reason", "-r", help="Why.")],
-             by: By = None, as_json: Json = False) -> None:
+             by: By = None, output: Format = "text") -> None:
     """Roll back a rollout in progress or a completed deploy, skipping steps and analysis.
 
     Example: guardians rollout rollback shop-2.4.0 --service shop --reason "bad totals"
@@ -88,7 +88,7 @@ def rollback(change: str, service: Service,
     _send(DeployRollbackRequested(
         change_id=change, service=service, reason=reason,
         requested_by=by or os.environ.get("GUARDIANS_SIGNER") or "ops",
-    ), as_json)
+    ), output)
 
 
 def register(app: typer.Typer) -> None:

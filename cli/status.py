@@ -226,7 +226,8 @@ def collect(change: str | None, since: datetime) -> dict[str, ChangeState]:
     from cli.topic_reader import bootstrap_server, read_window
 
     keep = (lambda _: True) if change is None else (lambda m: m.about_change(change))
-    messages = asyncio.run(read_window(bootstrap_server(), pipeline_topics(), since, keep))
+    with _progress('reading the pipeline topics…'):
+        messages = asyncio.run(read_window(bootstrap_server(), pipeline_topics(), since, keep))
     return change_states(messages)
 
 
@@ -286,3 +287,10 @@ def command(
 
 def register(app: typer.Typer) -> None:
     app.command("status")(command)
+
+
+def _progress(what: str) -> Any:
+    """A spinner on stderr while a long step runs (nothing when stderr is not a terminal)."""
+    from rich.console import Console
+
+    return Console(stderr=True).status(what)

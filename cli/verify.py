@@ -16,7 +16,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -67,7 +67,8 @@ def verify(
         script = MigrationScript(name=str(up), up_sql=_read(up),
                                  down_sql=_read(down) if down else None)
         prior = read_baseline(baseline) if baseline else []
-        result = asyncio.run(verify(dsn, [script], baseline=prior))
+        with _progress('verifying on a scratch database…'):
+            result = asyncio.run(verify(dsn, [script], baseline=prior))
     except (UsageError, BaselineError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -168,3 +169,10 @@ def _first_line(statement: str, width: int = 90) -> str:
 
 def register(app: typer.Typer) -> None:
     app.command("verify")(verify)
+
+
+def _progress(what: str) -> Any:
+    """A spinner on stderr while a long step runs (nothing when stderr is not a terminal)."""
+    from rich.console import Console
+
+    return Console(stderr=True).status(what)
