@@ -24,9 +24,7 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,28 +46,12 @@ from schemas.topics import REGISTRY  # noqa: E402
 from services.runtime.keyring import ensure_keyring  # noqa: E402
 from services.runtime.topics import ensure_topics  # noqa: E402
 from tests.support.kafka import send_events, wait_for  # noqa: E402
+from tests.support.ports import free_ports  # noqa: E402
 
 ERROR_RATE = ('(sum(rate(demo_http_requests_total{service="{service}",track="{track}",'
               'code=~"5.."}[{window}])) or vector(0)) / '
               'sum(rate(demo_http_requests_total{service="{service}",track="{track}"}'
               '[{window}]))')
-
-
-def free_ports(n: int) -> list[int]:
-    """Ports below the kernel's ephemeral range: a port picked by binding to 0 is free now,
-    but an outgoing connection (nginx to an upstream, the load generator) may take it before
-    the instance binds it."""
-    ports: list[int] = []
-    while len(ports) < n:
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 class Poller:

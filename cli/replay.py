@@ -30,12 +30,11 @@ import contextlib
 import gc
 import json
 import os
-import re
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -100,43 +99,31 @@ class Selector:
         return what
 
 
-_AGE = re.compile(r"^(\d+)\s*([smhdw])$")
-_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
 def parse_time(text: str, now: datetime | None = None) -> datetime:
     """ISO-8601 (no offset: UTC) or an age (`90s`, `15m`, `2h`, `3d`, `1w` ago)."""
-    age = _AGE.match(text.strip())
-    if age:
-        delta = timedelta(**{_AGE_UNITS[age.group(2)]: int(age.group(1))})
-        return (now or datetime.now(UTC)) - delta
+    from cli.topic_reader import parse_since
+
     try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ReplayError(f"{text!r} is not a time: give ISO-8601 (2026-11-28T09:30:00Z, "
-                          "read as UTC without an offset) or an age (90s, 15m, 2h, 3d, 1w)"
-                          ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parse_since(text, now)
+    except ValueError as exc:
+        raise ReplayError(str(exc)) from None
 
 
 def default_topics() -> list[str]:
     """Every registered topic (the registry holds no dead-letter topic)."""
-    from schemas.topics import REGISTRY
+    from cli.topic_reader import registry_topics
 
-    return [spec.name for spec in REGISTRY.all() if not spec.name.endswith(".dlq")]
+    return registry_topics()
 
 
 def check_topics(names: Iterable[str]) -> list[str]:
     """`--topics` values (repeated or comma-separated): registered topics or their `.dlq`."""
-    from schemas.topics import REGISTRY
+    from cli import topic_reader
 
-    known = set(default_topics())
-    chosen = [n.strip() for value in names for n in value.split(",") if n.strip()]
-    unknown = [n for n in chosen if n not in known and n.removesuffix(".dlq") not in known]
-    if unknown:
-        raise ReplayError(f"unknown topic(s): {', '.join(unknown)}; the topics are "
-                          f"{', '.join(s.name for s in REGISTRY.all())} and their .dlq")
-    return list(dict.fromkeys(chosen))
+    try:
+        return topic_reader.check_topics(names)
+    except ValueError as exc:
+        raise ReplayError(str(exc)) from None
 
 
 @dataclass
@@ -449,24 +436,6 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-async def _layout(bootstrap: str) -> dict[str, list[int]]:
-    """Every topic of the cluster and its partitions (one metadata request for all topics:
-    naming a topic that does not exist could create it on a broker that auto-creates)."""
-    import asyncio
-
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="guardians-replay",
-                                request_timeout_ms=int(CONNECT_TIMEOUT_S * 1000))
-    try:
-        await asyncio.wait_for(admin.start(), CONNECT_TIMEOUT_S)
-        topics = await asyncio.wait_for(admin.describe_topics(), CONNECT_TIMEOUT_S)
-    finally:
-        await admin.close()
-    return {t["topic"]: sorted(p["partition"] for p in t["partitions"])
-            for t in topics if not t["error_code"] and not t["is_internal"]}
-
-
 async def read(bootstrap: str, selector: Selector, topics: Sequence[str] | None = None
                ) -> Replay:
     """Read the selected events from the broker, without a group; raises ReplayError."""
@@ -485,7 +454,9 @@ async def read(bootstrap: str, selector: Selector, topics: Sequence[str] | None 
         fetch_max_bytes=FETCH_MAX_BYTES, max_poll_records=2_000,
     )
     try:
-        layout = await _layout(bootstrap)
+        from cli.topic_reader import cluster_layout
+
+        layout = await cluster_layout(bootstrap)
         await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
     except (KafkaError, OSError, TimeoutError) as exc:
         await consumer.stop()

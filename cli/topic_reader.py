@@ -194,7 +194,7 @@ def to_message(record: Record) -> Message:
                    {k: v.decode(errors="replace") for k, v in headers})
 
 
-async def _layout(bootstrap: str) -> dict[str, list[int]]:
+async def cluster_layout(bootstrap: str) -> dict[str, list[int]]:
     """Every topic of the cluster and its partitions, in one metadata request."""
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -229,7 +229,7 @@ async def _assign(bootstrap: str, topics: Sequence[str]) -> Assigned:
         request_timeout_ms=int(CONNECT_TIMEOUT_S * 1000),
     )
     try:
-        layout = await _layout(bootstrap)
+        layout = await cluster_layout(bootstrap)
         await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
     except (KafkaError, OSError, TimeoutError) as exc:
         await consumer.stop()

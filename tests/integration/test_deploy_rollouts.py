@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -37,6 +35,7 @@ from schemas.topics import REGISTRY
 from services.runtime.keyring import ensure_keyring
 from services.runtime.topics import ensure_topics
 from tests.support.kafka import send_events, wait_for
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,23 +50,6 @@ LATENCY_P90 = ('histogram_quantile(0.9, sum by (le) (rate('
                'demo_http_request_duration_seconds_bucket{service="{service}",'
                'track="{track}"}[{window}])))')
 NO_SUCH_METRIC = 'sum(rate(demo_no_such_metric_total{service="{service}"}[{window}]))'
-
-
-def _free_ports(n: int) -> list[int]:
-    """Ports below the kernel's ephemeral range: a port picked by binding to 0 is free now,
-    but an outgoing connection (nginx to an upstream, the load generator) may take it before
-    the instance binds it."""
-    ports: list[int] = []
-    while len(ports) < n:
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 def _metrics(error_rate: bool = True, latency: bool = True, no_data: bool = False
@@ -99,7 +81,7 @@ class Service:
     release: str
     analysis: dict[str, Any] = field(default_factory=dict)
     monitoring: dict[str, Any] = field(default_factory=lambda: {"seconds": 3})
-    ports: list[int] = field(default_factory=lambda: _free_ports(4))
+    ports: list[int] = field(default_factory=lambda: free_ports(4))
     change_v1: str = ""
     change: str = ""
 

@@ -15,9 +15,7 @@ import contextlib
 import itertools
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -34,25 +32,11 @@ from schemas.topics import REGISTRY
 from services.runtime.keyring import ensure_keyring
 from services.runtime.topics import ensure_topics
 from tests.support.kafka import send_events, wait_for
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 RELEASES = ROOT / "demo" / "releases"
-
-
-def _ports(n: int) -> list[int]:
-    """Below the ephemeral range, so no outgoing connection takes one meanwhile."""
-    ports: list[int] = []
-    while len(ports) < n:
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 def _demo(port: int, release: str = "1.0.0.json") -> list[str]:
@@ -131,7 +115,7 @@ async def health(bootstrap: str, tmp_path_factory: pytest.TempPathFactory
     trusted = ensure_keyring(keys, ("process", "ops"))
     tag = uuid.uuid4().hex[:5]
     names = {n: f"{n}-{tag}" for n in ("green", "conflict", "slow", "crash", "hang", "flap")}
-    p = dict(zip(("green", "conflict", "slow", "crash", "hang", "flap"), _ports(6),
+    p = dict(zip(("green", "conflict", "slow", "crash", "hang", "flap"), free_ports(6),
                  strict=True))
     h = Health(bootstrap, folder, names, p)
     h.spawn(_demo(p["green"]))
