@@ -68,7 +68,7 @@ def restore(
 
     Example: guardians backup restore demo --reason "orders table dropped" --kind database
     """
-    from cli.publish import PublishError, publish
+    from cli.publish import send_command
     from schemas.events.backup import BackupKind, BackupRestoreRequested
 
     try:
@@ -76,18 +76,10 @@ def restore(
         event = BackupRestoreRequested(
             service=service, reason=reason, snapshot_id=snapshot, kinds=kinds,
             requested_by=by or os.environ.get("GUARDIANS_SIGNER") or "ops")
-        envelope = publish(event)
     except ValueError as exc:
         typer.echo(f"guardians backup restore: {exc}", err=True)
         raise typer.Exit(2) from exc
-    except PublishError as exc:
-        typer.echo(f"guardians backup restore: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    if output == "json":
-        typer.echo(json.dumps({"id": envelope.id, "event": event.model_dump(mode="json")}))
-    else:
-        typer.echo(f"sent {envelope.type} {envelope.id} for {service}, signed by "
-                   f"{envelope.signer}")
+    send_command(event, output, "guardians backup restore")
 
 
 def register(app: typer.Typer) -> None:

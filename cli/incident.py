@@ -98,41 +98,42 @@ def show(incident_id: str, output: Format = "text") -> None:
         typer.echo(f"  {e['at']:%H:%M:%S} {e['kind']:17} {e['actor']:10} {e['message']}")
 
 
-def _update(incident_id: str, action: str, text: str | None, by: str | None) -> None:
-    from cli.publish import PublishError, publish
+def _update(incident_id: str, action: str, text: str | None, by: str | None,
+            output: str) -> None:
+    from cli.publish import send_command
     from schemas.events.incident import IncidentAction, IncidentUpdateRequested
 
     try:
-        envelope = publish(IncidentUpdateRequested(
+        event = IncidentUpdateRequested(
             incident_id=incident_id, action=IncidentAction(action), text=text,
-            by=by or os.environ.get("GUARDIANS_SIGNER") or "ops"))
-    except (PublishError, ValueError) as exc:
+            by=by or os.environ.get("GUARDIANS_SIGNER") or "ops")
+    except ValueError as exc:
         typer.echo(f"guardians incident: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"sent {action} for {incident_id} ({envelope.id}), signed by {envelope.signer}")
+    send_command(event, output, f"guardians incident {action}")
 
 
 By = Annotated[str | None, typer.Option("--by", help="Who (default: the signer).")]
 
 
 @incident_app.command("ack")
-def ack(incident_id: str, by: By = None) -> None:
+def ack(incident_id: str, by: By = None, output: Format = "text") -> None:
     """Acknowledge: stops the escalation. Example: guardians incident ack INCIDENT"""
-    _update(incident_id, "acknowledge", None, by)
+    _update(incident_id, "acknowledge", None, by, output)
 
 
 @incident_app.command("note")
-def note(incident_id: str, text: str, by: By = None) -> None:
+def note(incident_id: str, text: str, by: By = None, output: Format = "text") -> None:
     """Add a note to the timeline. Example: guardians incident note INCIDENT "disk full" """
-    _update(incident_id, "note", text, by)
+    _update(incident_id, "note", text, by, output)
 
 
 @incident_app.command("resolve")
 def resolve(incident_id: str,
             resolution: Annotated[str, typer.Option("--resolution", "-r", help="What fixed it.")],
-            by: By = None) -> None:
+            by: By = None, output: Format = "text") -> None:
     """Resolve. Example: guardians incident resolve INCIDENT -r "disk cleaned" """
-    _update(incident_id, "resolve", resolution, by)
+    _update(incident_id, "resolve", resolution, by, output)
 
 
 def register(app: typer.Typer) -> None:

@@ -39,7 +39,8 @@ def signing_key(signer: str | None = None) -> SigningKey:
         raise PublishError(f"the signing key of {name!r} is not valid: {exc}") from exc
 
 
-async def _send(bootstrap: str, event: Event, key: SigningKey) -> Envelope:
+async def send(bootstrap: str, event: Event, key: SigningKey) -> Envelope:
+    """Sign `event` with `key` and send it (acks=all); returns its envelope."""
     from aiokafka import AIOKafkaProducer
 
     from schemas.topics import REGISTRY
@@ -66,4 +67,26 @@ def publish(event: Event, signer: str | None = None) -> Envelope:
     """Sign and send one command; returns its envelope (the id to follow it by)."""
     key = signing_key(signer)
     bootstrap = os.environ.get("GUARDIANS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    return asyncio.run(_send(bootstrap, event, key))
+    return asyncio.run(send(bootstrap, event, key))
+
+
+def send_command(event: Event, output: str, prog: str) -> Envelope:
+    """What the command-sending subcommands share: publish, exit 2 naming `prog` when it
+    cannot be signed or sent, and report the sent command as text or JSON."""
+    import json
+
+    import typer
+
+    try:
+        envelope = publish(event)
+    except PublishError as exc:
+        typer.echo(f"{prog}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if output == "json":
+        typer.echo(json.dumps({"id": envelope.id, "type": envelope.type,
+                               "signer": envelope.signer,
+                               "event": event.model_dump(mode="json")}))
+    else:
+        typer.echo(f"sent {envelope.type} {envelope.id} for {envelope.subject}, "
+                   f"signed by {envelope.signer}")
+    return envelope

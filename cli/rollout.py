@@ -9,7 +9,6 @@ says what it did on `deploy.stage.changed` / `deploy.rolled_back` (`guardians ta
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -23,22 +22,11 @@ Format = Annotated[str, typer.Option("--format", help="text or json (the sent co
 
 
 def _send(event: object, output: str) -> None:
-    from cli.publish import PublishError, publish
+    from cli.publish import send_command
     from schemas.base import Event
 
     assert isinstance(event, Event)
-    try:
-        envelope = publish(event)
-    except PublishError as exc:
-        typer.echo(f"guardians rollout: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    if output == "json":
-        typer.echo(json.dumps({"id": envelope.id, "type": envelope.type,
-                               "signer": envelope.signer,
-                               "event": event.model_dump(mode="json")}))
-    else:
-        typer.echo(f"sent {envelope.type} {envelope.id} for {envelope.subject}, "
-                   f"signed by {envelope.signer}")
+    send_command(event, output, "guardians rollout")
 
 
 def _decide(change: str, service: str, decision: str, by: str | None, reason: str | None,

@@ -133,12 +133,10 @@ class Story:
 
     async def submit(self, version: str, release: str, migrations: list[Path],
                      previous: str | None) -> str:
-        from aiokafka import AIOKafkaProducer
 
-        from schemas.envelope import Envelope
+        from cli.publish import send
         from schemas.events.change import ChangeSubmitted, MigrationScript
         from schemas.signing import SigningKey
-        from schemas.topics import REGISTRY
 
         change_id = f"{SERVICE}-{version}-{uuid.uuid4().hex[:6]}"
         scripts = tuple(
@@ -149,18 +147,8 @@ class Story:
         event = ChangeSubmitted(change_id=change_id, service=SERVICE, version=version,
                                 previous_version=previous, artifact=str(RELEASES / release),
                                 submitted_by="demo-ci", migrations=scripts)
-        spec = REGISTRY.of(ChangeSubmitted)
-        value = event.model_dump_json().encode()
         key = SigningKey.from_text("ci", (self.keys / "ci.key").read_text())
-        envelope = key.sign(Envelope(type=spec.ce_type, source="demo/ci", subject=change_id,
-                                     correlation_id=change_id), value)
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-        await producer.start()
-        try:
-            await producer.send_and_wait(spec.name, value=value, key=change_id.encode(),
-                                         headers=envelope.to_headers())
-        finally:
-            await producer.stop()
+        await send(self.bootstrap, event, key)
         self.say(f"submitted {change_id} ({version}, {len(scripts)} migration(s))")
         return change_id
 

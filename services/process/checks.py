@@ -12,7 +12,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from schemas.events.health import CheckKind, CheckResult, CheckStatus
@@ -89,7 +89,7 @@ def _processes(expected: Sequence[ExpectedProcess], memory: Memory, now: datetim
             continue
         window_starts = [datetime.fromtimestamp(t, now.tzinfo) for _, t in starts]
         flaps, restarts = flapping(window_starts[1:], now, spec.max_restarts,
-                                   _minutes(spec.restart_window_minutes))
+                                   timedelta(minutes=spec.restart_window_minutes))
         usage = system.process_usage([p.pid for p in found])
         status = CheckStatus.WARN if flaps else CheckStatus.PASS
         message = (f"{len(found)} running, {restarts} restart(s) in "
@@ -106,12 +106,6 @@ def _processes(expected: Sequence[ExpectedProcess], memory: Memory, now: datetim
             if r is not None:
                 out.append(r)
     return out
-
-
-def _minutes(value: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(minutes=value)
 
 
 def _ports(policy: HealthPolicy, claims: Sequence[str]) -> list[CheckResult]:

@@ -27,7 +27,7 @@ from schemas.events.health import (
     HealthReported,
     InfraReady,
 )
-from schemas.events.ops import AlertSeverity, OpsAlert
+from schemas.events.ops import AlertSeverity, AlertValue, OpsAlert
 from services.process.adapters import system
 from services.process.checks import Memory, run_round
 from services.process.domain.alerts import AlertState, next_alert
@@ -171,8 +171,6 @@ class Monitor:
                             summary=f"{service} is healthy again", service=service,
                             resolved=True, count=max(1, count))
         severity = AlertSeverity.CRITICAL if current is HealthGrade.RED else AlertSeverity.WARNING
-        from schemas.events.ops import AlertValue
-
         return OpsAlert(
             dedup_key=key, severity=severity, raised_by="process", service=service,
             summary=f"{service} is {current.value}" + (" (repeat)" if kind == "repeat" else ""),
