@@ -235,7 +235,7 @@ SERVICES: dict[str, ServiceTopics] = {
     "migration": ServiceTopics(
         receives=("change.submitted", "migration.review.decided"),
         sends=("migration.assessed", "migration.review.requested", "migration.approved",
-               "migration.blocked"),
+               "migration.blocked", "ops.alerts"),
         description="Assesses, verifies and gates every change before it deploys.",
     ),
     "deploy": ServiceTopics(

@@ -24,6 +24,7 @@ from schemas.events.migration import (
     ReviewKind,
     RiskLevel,
 )
+from schemas.events.ops import AlertSeverity, OpsAlert
 from services.migration import store
 from services.migration.adapters import shadow
 from services.migration.assessment import Assessment, assess
@@ -67,6 +68,7 @@ async def assess_change(event: ChangeSubmitted, ctx: Context) -> None:
                     event.change_id, extra={"change_id": event.change_id})
         return
     ctx.emit(assessed)
+    await _tell_about_the_baseline(event, assessment, ctx)
     if assessment.risk is RiskLevel.BLOCKED:
         ctx.emit(MigrationBlocked(
             change_id=event.change_id, service=event.service, version=event.version,
@@ -88,6 +90,34 @@ async def assess_change(event: ChangeSubmitted, ctx: Context) -> None:
             checklist=checklist(assessment.findings),
             plan=plan if review.kind is ReviewKind.TEAM else None,
             required_approvals=review.required_approvals, deadline=deadline,
+        ))
+
+
+async def _tell_about_the_baseline(event: ChangeSubmitted, assessment: Assessment,
+                                   ctx: Context) -> None:
+    """A baseline that does not apply is the guardian's configuration, not the change: people
+    hear it on `ops.alerts` (one dedup key per managed service), and hear when a change of
+    that service is verified on it again."""
+    key = f"baseline-broken:{event.service}"
+    broken = assessment.broken_baseline
+    if broken is not None:
+        log.warning("the baseline of %s does not apply: %s", event.service, broken.problem,
+                    extra={"change_id": event.change_id})
+        ctx.emit(OpsAlert(
+            dedup_key=key, severity=AlertSeverity.WARNING,
+            summary=f"migration: the baseline configured for {event.service} does not apply; "
+                    "its changes are blocked unverified",
+            raised_by=guardian.name, service=event.service, change_id=event.change_id,
+            details=(f"{broken.problem}. Fix `migration.baseline` ({broken.path}) for "
+                     f"{event.service} in guardians.yaml, then resubmit {event.change_id}."),
+        ))
+    elif assessment.verification is not None and await store.baseline_was_broken(
+            ctx.conn, event.service, other_than=event.change_id):
+        ctx.emit(OpsAlert(
+            dedup_key=key, severity=AlertSeverity.WARNING, resolved=True,
+            summary=f"migration: the baseline configured for {event.service} applies again",
+            raised_by=guardian.name, service=event.service, change_id=event.change_id,
+            details=f"{event.change_id} was verified on it",
         ))
 
 

@@ -123,3 +123,16 @@ async def overdue_reviews(conn: Connection, limit: int = 100) -> list[str]:
         limit,
     )
     return [r["change_id"] for r in rows]
+
+
+async def baseline_was_broken(conn: Connection, service: str, *, other_than: str) -> bool:
+    """Whether the last change of `service` verified before `other_than` found its baseline
+    broken (a `shadow-baseline-failed` finding): the alert raised then can be resolved."""
+    broken = await conn.fetchval(
+        "SELECT assessment->'findings' @> '[{\"rule\": \"shadow-baseline-failed\"}]'::jsonb"
+        " FROM changes WHERE service = $1 AND change_id <> $2"
+        " AND jsonb_typeof(assessment->'verification') = 'object'"
+        " ORDER BY assessed_at DESC, change_id DESC LIMIT 1",
+        service, other_than,
+    )
+    return broken is True

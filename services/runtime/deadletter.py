@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from aiokafka.structs import ConsumerRecord
 
-from schemas.envelope import Envelope
 from schemas.events.ops import AlertSeverity, OpsAlert
+from services.runtime.alerts import alert_message
 from services.runtime.outbox import OutboxMessage
 
 
@@ -55,11 +55,4 @@ def rejected_command_alert(
             f"offset {record.offset}"
         ),
     )
-    envelope = Envelope(
-        type=alert.ce_type(), source=f"guardians/{service}", subject=alert.dedup_key,
-        correlation_id=alert.dedup_key,
-    )
-    return OutboxMessage(
-        OpsAlert.TOPIC, alert.dedup_key.encode(), alert.model_dump_json().encode(),
-        envelope.to_headers(),
-    )
+    return alert_message(alert, service)

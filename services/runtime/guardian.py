@@ -34,8 +34,10 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from opentelemetry import trace
 
 from schemas.base import Event
+from schemas.events.ops import OpsAlert
 from schemas.registry import Registry
 from services.runtime import db, metrics, outbox
+from services.runtime.alerts import DependencyOutage, alert_message, redact
 from services.runtime.handling import (
     Context,
     FastPathError,
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
 HOUSEKEEPING_INTERVAL_S = 600.0
 SHUTDOWN_FLUSH_S = 10.0
+ALERT_WRITE_TIMEOUT_S = 10.0
+"""Bound on writing a dependency-down alert, so a hung database cannot hold the retry loop."""
 Records = tuple[ConsumerRecord[bytes, bytes], ...]
 
 
@@ -110,6 +114,7 @@ class Guardian:
         self._stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_commit = 0.0
+        self._outage = DependencyOutage(name, self.settings.dependency_alert_after_seconds)
 
     @property
     def registry(self) -> Registry:
@@ -281,12 +286,17 @@ class Guardian:
             started = time.perf_counter()
             retries = 0
             while True:
+                # After an outage people were told about: its resolved notice commits with
+                # the batch that went through, or not at all.
+                resolved = self._outage.resolved()
+                notices = [alert_message(resolved, self.name)] if resolved else []
                 try:
                     written: list[OutboxRow] = []
                     async with self.pool.acquire() as conn:
                         try:
                             async with conn.transaction():
                                 await self._handler.handle_batch(conn, records, written)
+                                written += await outbox.write(conn, notices)
                         except FastPathError as reason:
                             # Rolled back: replay event by event with savepoints, retries
                             # and dead letters, so one bad event costs only itself.
@@ -295,6 +305,7 @@ class Guardian:
                             async with conn.transaction():
                                 for record in records:
                                     await self._handler.handle(conn, record, written)
+                                written += await outbox.write(conn, notices)
                     break
                 except RetryLaterError as exc:
                     # A dependency of the handler is down: nothing committed; wait, retry.
@@ -302,7 +313,8 @@ class Guardian:
                     metrics.RETRY_LATER.labels(self.name).inc()
                     delay = min(30.0, 0.5 * 2 ** min(retries, 6))
                     log.warning("handler needs a dependency that is down (%s); batch retried "
-                                "in %.1f s", exc, delay)
+                                "in %.1f s", redact(str(exc)), delay)
+                    await self._held(exc, len(records))
                     if await self._stop_requested_within(delay):
                         return  # nothing committed: re-delivered after restart
                 except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
@@ -312,6 +324,10 @@ class Guardian:
                     log.warning("batch transaction failed, retrying: %s", exc)
                     if await self._stop_requested_within(0.5):
                         return
+            if resolved is not None:
+                log.info("the dependency is back; batch went through after %d retries",
+                         self._outage.retries)
+            self._outage.recovered()
             metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             self.relay.publish_committed(written)
             for record in records:
@@ -322,6 +338,32 @@ class Guardian:
         interval = self.settings.commit_interval_ms / 1000
         if interval == 0 or time.monotonic() - self._last_commit >= interval:
             await self.flush_offsets()
+
+    async def _held(self, error: RetryLaterError, held: int) -> None:
+        """Count a retry of the held batch; raise the outage's alert once it is due. Never
+        raises: whatever happens here, the batch is retried."""
+        try:
+            alert = self._outage.retrying(error, now=time.monotonic(), held=held)
+        except Exception:
+            log.exception("could not make the dependency-down alert")
+            return
+        if alert is not None and await self._raise_alert(alert):
+            self._outage.fired()
+
+    async def _raise_alert(self, alert: OpsAlert) -> bool:
+        """Write `alert` to the outbox in a transaction of its own (the batch's rolled back);
+        False when that fails too (the service's own database down): the caller carries on
+        retrying the batch and tries the alert again at the next retry."""
+        try:
+            async with asyncio.timeout(ALERT_WRITE_TIMEOUT_S):
+                async with self.transaction() as ctx:
+                    ctx.emitted.append(alert_message(alert, self.name))
+        except Exception as exc:
+            log.warning("could not raise the %s alert (%s: %s); retried with the batch",
+                        alert.dedup_key, type(exc).__name__, redact(str(exc)))
+            return False
+        log.warning("alert raised: %s", alert.summary, extra={"dedup_key": alert.dedup_key})
+        return True
 
     async def _stop_requested_within(self, seconds: float) -> bool:
         """Wait `seconds` unless a stop is requested first; True when it was."""

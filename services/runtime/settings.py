@@ -62,6 +62,10 @@ class RuntimeSettings(BaseSettings):
     re-delivery is always recognised."""
     outbox_retention_hours: float = Field(default=24, gt=0)
     """Published outbox rows are kept this long for inspection, then deleted."""
+    dependency_alert_after_seconds: float = Field(default=30.0, ge=0)
+    """A batch held this long because a dependency of its handler is down (`RetryLaterError`,
+    e.g. the migration guardian's shadow PostgreSQL) raises one `dependency-down:<service>`
+    warning on `ops.alerts`, resolved when the batch goes through; 0: on the first retry."""
     session_timeout_ms: int = Field(default=10_000, ge=6_000)
     """How long the group waits for a silent replica before moving its partitions (a SIGKILLed
     replica's partitions are idle this long); 6 s is the broker's default minimum."""

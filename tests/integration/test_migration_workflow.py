@@ -47,6 +47,8 @@ HIGH = MigrationScript(
     up_sql="SET lock_timeout = '2s';\nALTER TABLE orders DROP COLUMN total;",
     down_sql="ALTER TABLE orders ADD COLUMN total numeric;",
 )
+BROKEN_BASELINE = BASELINE + "ALTER TABLE no_such_table ADD COLUMN x int;\n"
+"""A configuration mistake: the baseline itself does not apply."""
 BROKEN = MigrationScript(
     name="0002_broken/up.sql",
     up_sql="ALTER TABLE no_such_table ADD COLUMN x int;",
@@ -59,13 +61,17 @@ class Guardian:
     bootstrap: str
     keys: Path
     service: str
+    broken_service: str = ""
+    """A second managed service, configured with a baseline that does not apply."""
+    broken_baseline: Path | None = None
 
     def key(self, name: str) -> SigningKey:
         return SigningKey.from_text(name, (self.keys / f"{name}.key").read_text())
 
-    async def submit(self, script: MigrationScript) -> str:
-        change_id = f"{self.service}-{uuid.uuid4().hex[:8]}"
-        change = ChangeSubmitted(change_id=change_id, service=self.service, version="2.0.0",
+    async def submit(self, script: MigrationScript, service: str | None = None) -> str:
+        service = service or self.service
+        change_id = f"{service}-{uuid.uuid4().hex[:8]}"
+        change = ChangeSubmitted(change_id=change_id, service=service, version="2.0.0",
                                  previous_version="1.0.0", submitted_by="ci",
                                  migrations=(script,))
         await send_events(self.bootstrap, REGISTRY, [change], signer=self.key("ci"))
@@ -79,10 +85,12 @@ class Guardian:
         key = None if signer is None else self.key(reviewer if signer == "same" else signer)
         await send_events(self.bootstrap, REGISTRY, [event], signer=key)
 
-    async def next(self, topic: str, change_id: str, timeout_s: float = 60) -> dict[str, object]:
-        found = await wait_for(self.bootstrap, topic, subject=change_id, timeout_s=timeout_s)
-        assert found, f"no {topic} for {change_id} within {timeout_s} s"
-        return _body(found[0])
+    async def next(self, topic: str, change_id: str, timeout_s: float = 60, *,
+                   nth: int = 1) -> dict[str, object]:
+        found = await wait_for(self.bootstrap, topic, subject=change_id, count=nth,
+                               timeout_s=timeout_s)
+        assert len(found) == nth, f"no {topic} #{nth} for {change_id} within {timeout_s} s"
+        return _body(found[-1])
 
     async def none(self, topic: str, change_id: str, within_s: float) -> None:
         found = await wait_for(self.bootstrap, topic, subject=change_id, timeout_s=within_s)
@@ -104,7 +112,9 @@ async def migration_guardian(
     producers = ("ci", "migration", "alice", "bob", "carol", "mallory")
     trusted = ensure_keyring(keys, producers)
     service = f"shop{uuid.uuid4().hex[:6]}"
+    broken_service = f"{service}-misconfigured"
     (folder / "baseline.sql").write_text(BASELINE)
+    (folder / "broken.sql").write_text(BROKEN_BASELINE)
     config = folder / "guardians.yaml"
     config.write_text(
         "services:\n"
@@ -115,6 +125,9 @@ async def migration_guardian(
         "      team_reviewers: [alice, bob, carol]\n"
         "      team_approvals: 2\n"
         "      review_timeout_seconds: 8\n"
+        f"  {broken_service}:\n"
+        "    migration:\n"
+        f"      baseline: {folder / 'broken.sql'}\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GUARDIANS_HTTP_PORT": "0",
            "GUARDIANS_CONFIG_FILE": str(config), "GUARDIANS_TRUSTED_KEYS_FILE": str(trusted),
@@ -124,7 +137,7 @@ async def migration_guardian(
     proc = subprocess.Popen([sys.executable, "-m", "services.migration"], cwd=ROOT, env=env,
                             stdout=log, stderr=log)
     try:
-        yield Guardian(bootstrap, keys, service)
+        yield Guardian(bootstrap, keys, service, broken_service, folder / "broken.sql")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -197,6 +210,46 @@ async def test_an_up_script_that_fails_on_the_shadow_database_is_blocked(
     assert assessed["verification"]["up_applied"] == "failed"  # type: ignore[index]
     assert blocked["reason"] == "failed_validation"
     assert any("no_such_table" in str(d) for d in blocked["details"])  # type: ignore[attr-defined]
+
+
+async def test_a_baseline_that_does_not_apply_blocks_the_change_and_alerts_not_dead_letters(
+    migration_guardian: Guardian,
+) -> None:
+    g = migration_guardian
+    assert g.broken_baseline is not None
+    change = await g.submit(LOW, service=g.broken_service)
+    assessed = await g.next("migration.assessed", change)
+    blocked = await g.next("migration.blocked", change)
+    alert_key = f"baseline-broken:{g.broken_service}"
+    alert = await g.next("ops.alerts", alert_key)
+    await g.none("change.submitted.dlq", change, within_s=3)
+
+    assert assessed["risk"] == "blocked"
+    findings = {str(f["rule"]): f for f in assessed["findings"]}  # type: ignore[attr-defined]
+    failed = findings["shadow-baseline-failed"]
+    assert "broken.sql" in failed["message"] and "no_such_table" in failed["message"]
+    assert "42P01" in failed["message"]
+    assert failed["statement"] == "ALTER TABLE no_such_table ADD COLUMN x int"
+    assert "migration.baseline" in failed["fix"] and "resubmit" in failed["fix"]
+    assert assessed["risk_causes"] == [failed["id"]]
+    verification = assessed["verification"]
+    assert isinstance(verification, dict)
+    assert (verification["up_applied"], verification["rollback_restored"],
+            verification["reapplied"]) == ("skipped", "skipped", "skipped")
+    assert "no_such_table" in verification["error"]
+    assert blocked["reason"] == "failed_validation"
+    assert blocked["finding_ids"] == [failed["id"]]
+    assert alert["severity"] == "warning" and alert["resolved"] is False
+    assert alert["raised_by"] == "migration" and alert["service"] == g.broken_service
+    assert alert["change_id"] == change
+
+    # Fixed in place (the baseline is read per change): the next change is verified on it
+    # again, and the alert is resolved.
+    g.broken_baseline.write_text(BASELINE)
+    fixed = await g.submit(LOW, service=g.broken_service)
+    await g.next("migration.approved", fixed)
+    resolved = await g.next("ops.alerts", alert_key, nth=2)
+    assert resolved["resolved"] is True and resolved["change_id"] == fixed
 
 
 async def test_a_review_nobody_decides_blocks_the_change_at_its_deadline(

@@ -22,6 +22,7 @@ from services.runtime.topics import ensure_topics
 from tests.integration.runtime_helpers import (
     Run,
     distinct_outputs,
+    item_counts,
     kill,
     rows_by_pid,
     start_worker,
@@ -29,7 +30,7 @@ from tests.integration.runtime_helpers import (
     wait_until_worker_wrote,
 )
 from tests.support import worker
-from tests.support.kafka import read_topic, send_events, send_raw
+from tests.support.kafka import read_topic, send_events, send_raw, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -252,6 +253,42 @@ async def test_a_handler_whose_dependency_is_down_is_retried_not_dead_lettered(
         await guardian.stop()
     assert counts == Counter({1: 1})
     assert dlq == []
+
+
+async def test_a_dependency_down_for_long_raises_one_alert_then_resolves_it_exactly_once(
+    bootstrap: str, database_url: str
+) -> None:
+    run = await _prepare(bootstrap)
+    dependency = {"up": False}
+    settings = RuntimeSettings(http_port=0, dependency_alert_after_seconds=1.0)
+    guardian = worker.build(run.prefix, run.name, settings,
+                            dependency_up=lambda: dependency["up"])
+    key = f"dependency-down:{run.name}"
+    await guardian.start()
+    try:
+        await send_events(bootstrap, run.topics.registry,
+                          [run.topics.ping(change_id="c-7", seq=1)])
+        # Retries at about 0 s, 1 s, 3 s...: the one at 1 s has held the batch long enough.
+        firing = await wait_for(bootstrap, "ops.alerts", subject=key, timeout_s=15)
+        assert firing, "no dependency-down alert"
+        assert await item_counts(database_url, run.name) == Counter()
+        dependency["up"] = True
+        counts = await wait_for_items(database_url, run.name, 1, timeout_s=10)
+        # The resolved notice committed with the batch; a third notice would be one too many.
+        alerts = await wait_for(bootstrap, "ops.alerts", subject=key, count=3, timeout_s=2)
+        pongs = await read_topic(bootstrap, run.topics.pong.TOPIC, until_count=2, timeout_s=1)
+    finally:
+        await guardian.stop()
+    assert [json.loads(a.value)["resolved"] for a in alerts] == [False, True], \
+        "one firing alert, then one resolved notice, for the whole outage"
+    fired, resolved = (json.loads(a.value) for a in alerts)
+    assert fired["severity"] == "warning" and fired["raised_by"] == run.name
+    assert run.name in fired["summary"] and "connection refused" in fired["summary"]
+    assert "1 event(s) held" in fired["details"]
+    assert resolved["count"] >= fired["count"] >= 2  # every retry of the outage counted
+    assert all("hunter2" not in a.value.decode() for a in alerts)
+    assert counts == Counter({1: 1})
+    assert len(pongs) == 1
 
 
 async def test_stop_does_not_wait_for_a_dependency_that_stays_down(

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from services.runtime import Context, Guardian, RetryLaterError
 from services.runtime.settings import RuntimeSettings
 from tests.support.events import Order, Ping, TestTopics
 
+DEPENDENCY = "postgresql://tester:hunter2@127.0.0.1:1/down"
+"""What `dependency_up` says is down: with a password that must never reach an alert."""
 
-def build(prefix: str, name: str, settings: RuntimeSettings | None = None) -> Guardian:
+
+def build(prefix: str, name: str, settings: RuntimeSettings | None = None, *,
+          dependency_up: Callable[[], bool] | None = None) -> Guardian:
+    """`dependency_up`: asked before each ping; while it says False the handler raises
+    `RetryLaterError` (a dependency that is down until the test brings it back)."""
     topics = TestTopics(prefix)
     guardian = Guardian(
         name,
@@ -29,6 +36,8 @@ def build(prefix: str, name: str, settings: RuntimeSettings | None = None) -> Gu
     async def answer_ping(event: Ping, ctx: Context) -> None:
         if event.fail:
             raise RuntimeError(f"ping {event.seq} is poison")
+        if dependency_up is not None and not dependency_up():
+            raise RetryLaterError(f"cannot reach {DEPENDENCY}: connection refused")
         if outages.get(event.seq, 0) < event.unavailable:
             outages[event.seq] = outages.get(event.seq, 0) + 1
             raise RetryLaterError(f"dependency of ping {event.seq} is down")

@@ -24,6 +24,7 @@ from services.migration.adapters.statements import plan_script
 from services.migration.domain.catalog import (
     CatalogDifference,
     CatalogSnapshot,
+    ObjectKind,
     additions_only,
     compare,
 )
@@ -37,6 +38,8 @@ REAPPLY_FAILED = "reapply-failed"
 MISSING_ROLLBACK = "missing-rollback"
 SKIPPED_STATEMENT = "shadow-skipped-statement"
 """Rule ids of the verification's own findings (the catalog differences add theirs)."""
+BASELINE_FAILED = "shadow-baseline-failed"
+"""The rule of the finding a caller reports for a `BaselineError` (the change unverified)."""
 
 
 class ShadowDatabaseError(RuntimeError):
@@ -45,6 +48,14 @@ class ShadowDatabaseError(RuntimeError):
 
 class BaselineError(RuntimeError):
     """A baseline script does not apply: nothing can be verified on top of it."""
+
+    def __init__(self, failure: StatementFailure, *, postgres_version: str | None = None,
+                 duration_seconds: float | None = None) -> None:
+        super().__init__(f"the baseline does not apply: {failure.describe()}")
+        self.failure = failure
+        """The baseline script, line and statement PostgreSQL refused, and its error."""
+        self.postgres_version = postgres_version
+        self.duration_seconds = duration_seconds
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,9 @@ class VerificationResult:
     untraced_locks: tuple[str, ...] = ()
     """Scripts run outside a transaction (CONCURRENTLY...): each statement commits and
     releases its locks before they can be read, so their traces carry none."""
+    baseline_tables: frozenset[str] = frozenset()
+    """The tables and materialized views (`schema.name`) that existed before the change:
+    the ones whose locks and rewrites production would feel (`domain.trace_check`)."""
 
     @property
     def passed(self) -> bool:
@@ -147,7 +161,9 @@ async def verify(
                          else (f"baseline #{index}", item))
             run = await run_script(conn, plan_script(name, sql, version))
             if run.failure:
-                raise BaselineError(f"the baseline does not apply: {run.failure.describe()}")
+                raise BaselineError(
+                    run.failure, postgres_version=version_text,
+                    duration_seconds=round(time.perf_counter() - started, 3))
         check = _Check(conn, version)
         await check.run(scripts, trace=trace)
     verification = ShadowVerification(
@@ -156,7 +172,7 @@ async def verify(
         duration_seconds=round(time.perf_counter() - started, 3),
     )
     return VerificationResult(verification, tuple(check.findings), check.differences,
-                              tuple(check.untraced))
+                              tuple(check.untraced), check.baseline_tables)
 
 
 def down_name(up_name: str) -> str:
@@ -179,9 +195,13 @@ class _Check:
         self.differences: tuple[CatalogDifference, ...] = ()
         self.untraced: list[str] = []
         self.skipped: set[tuple[str, int]] = set()
+        self.baseline_tables: frozenset[str] = frozenset()
 
     async def run(self, scripts: Sequence[MigrationScript], *, trace: bool) -> None:
         states = [await take_snapshot(self.conn)]
+        self.baseline_tables = frozenset(
+            o.name for o in states[0].objects
+            if o.kind in {ObjectKind.TABLE, ObjectKind.MATERIALIZED_VIEW})
         for script in scripts:
             run = await self._apply(script.name, script.up_sql, trace=trace)
             self.traces.extend(run.traces)

@@ -79,6 +79,7 @@ def analyse_migrations(
     options = options or AnalysisOptions()
     analysis = SqlAnalysis(options.sql, _learn(history, options))
     analysis.analyse(SqlFile(m.name, m.up_sql) for m in migrations)
+    analysis.end_change()
     if options.lint_down_scripts:
         analysis.analyse(SqlFile(f"{m.name}/down", m.down_sql, rollback=True)
                          for m in reversed(migrations) if m.down_sql is not None)
@@ -100,6 +101,7 @@ def lint_migrations(migrations: Sequence[MigrationLike],
     for migration in migrations:
         analysis.new_change()
         analysis.analyse_file(SqlFile(migration.name, migration.up_sql))
+    analysis.end_change()
     return in_reading_order(analysis.findings, [m.name for m in migrations])
 
 

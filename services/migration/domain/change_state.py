@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from services.migration.domain.column_types import TypeRef
+from services.migration.domain.findings import Finding
 
 
 @dataclass
@@ -21,19 +22,60 @@ class SchemaKnowledge:
     """table key -> column -> type, for tables whose definition the analysis has read."""
     index_tables: dict[str, str] = field(default_factory=dict)
     """index key -> table key."""
+    table_indexes: dict[str, dict[str, tuple[str | None, ...]]] = field(default_factory=dict)
+    """table key -> its indexes a foreign key's lookups can use (CREATE INDEX that is not
+    partial, PRIMARY KEY, UNIQUE) -> their key columns in order (None: an expression)."""
 
     def column_type(self, table: str, column: str) -> TypeRef | None:
         return self.columns.get(table, {}).get(column)
 
+    def add_index(self, index: str, table: str, columns: tuple[str | None, ...]) -> None:
+        self.forget_index(index)
+        self.index_tables[index] = table
+        if columns:
+            self.table_indexes.setdefault(table, {})[index] = columns
+
+    def forget_index(self, index: str) -> None:
+        table = self.index_tables.pop(index, None)
+        if table is not None:
+            self.table_indexes.get(table, {}).pop(index, None)
+
+    def indexed(self, table: str, columns: tuple[str, ...]) -> bool:
+        """Whether an index on `table` starts with `columns` (in any order): the index a
+        foreign key on those columns needs for lookups from the referenced side."""
+        wanted, width = set(columns), len(columns)
+        return any(set(keys[:width]) == wanted
+                   for keys in self.table_indexes.get(table, {}).values())
+
     def rename_table(self, old: str, new: str) -> None:
         if old in self.columns:
             self.columns[new] = self.columns.pop(old)
+        if old in self.table_indexes:
+            self.table_indexes[new] = self.table_indexes.pop(old)
         for index, table in self.index_tables.items():
             if table == old:
                 self.index_tables[index] = new
 
+    def rename_column(self, table: str, old: str, new: str) -> None:
+        columns = self.columns.get(table, {})
+        if old in columns:
+            columns[new] = columns.pop(old)
+        indexes = self.table_indexes.get(table, {})
+        for index, keys in indexes.items():
+            if old in keys:
+                indexes[index] = tuple(new if k == old else k for k in keys)
+
+    def drop_column(self, table: str, column: str) -> None:
+        """The column, and the indexes that use it (PostgreSQL drops them with it)."""
+        self.columns.get(table, {}).pop(column, None)
+        indexes = self.table_indexes.get(table)
+        if indexes:
+            for index in [i for i, keys in indexes.items() if column in keys]:
+                self.forget_index(index)
+
     def drop_table(self, table: str) -> None:
         self.columns.pop(table, None)
+        self.table_indexes.pop(table, None)
         self.index_tables = {i: t for i, t in self.index_tables.items() if t != table}
 
 
@@ -61,6 +103,9 @@ class ChangeScope:
     proven_not_null: set[tuple[str, str]] = field(default_factory=set)
     """(table key, column) with a validated CHECK (col IS NOT NULL): SET NOT NULL skips the
     scan from PostgreSQL 12."""
+    foreign_keys: list[tuple[str, tuple[str, ...], Finding]] = field(default_factory=list)
+    """Foreign keys this change added: (table key, columns, the finding to report if, when
+    the change ends, no index on the table starts with those columns)."""
 
     def is_new(self, namespace: Namespace, key: str) -> bool:
         schema = key.split(".", 1)[0]
@@ -114,6 +159,10 @@ class Session:
     began_at_line: int | None = None
     lock_timeout: TimeoutSetting = field(default_factory=TimeoutSetting)
     statement_timeout: TimeoutSetting = field(default_factory=TimeoutSetting)
+    exclusive: dict[str, int | None] = field(default_factory=dict)
+    """Pre-existing tables this transaction holds ACCESS EXCLUSIVE on -> the line that took
+    it: held until the transaction ends, so every later statement runs under it."""
+    exclusive_reported: bool = False
 
     @property
     def in_transaction(self) -> bool:
@@ -124,10 +173,12 @@ class Session:
             self.transaction_serial += 1
             self.lock_timeout.begin()
             self.statement_timeout.begin()
+            self.exclusive, self.exclusive_reported = {}, False
         self.transaction, self.began_at_line = kind, line
 
     def end(self, *, committed: bool) -> None:
         self.transaction, self.began_at_line = None, None
+        self.exclusive, self.exclusive_reported = {}, False
         self.lock_timeout.end(committed=committed)
         self.statement_timeout.end(committed=committed)
 

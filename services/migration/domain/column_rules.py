@@ -187,7 +187,7 @@ def drop_column(table: ObjectName, command: Node, report: StatementReport) -> No
     name = text(command, "name") or "?"
     new_table = report.is_new(table)
     added_here = (table.key, name) in report.scope.added_columns
-    report.knowledge.columns.get(table.key, {}).pop(name, None)
+    report.knowledge.drop_column(table.key, name)
     report.lock(table, LockMode.ACCESS_EXCLUSIVE, preexisting=not new_table)
     report.robust(not flag(command, "missing_ok"), f"DROP COLUMN {name} without IF EXISTS",
                   f"ALTER TABLE {table} DROP COLUMN IF EXISTS {name}", table)

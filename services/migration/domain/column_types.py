@@ -25,6 +25,14 @@ _ALIASES = {
 SERIAL_TYPES = frozenset({"serial", "bigserial", "smallserial"})
 _INTEGER_WIDTH = {"int2": 2, "smallserial": 2, "int4": 4, "serial": 4, "int8": 8, "bigserial": 8}
 _TEXTUAL = frozenset({"text", "varchar"})
+_FIXED_LAYOUT = {
+    "bool": (1, 1), "int2": (2, 2), "smallserial": (2, 2), "int4": (4, 4), "serial": (4, 4),
+    "date": (4, 4), "float4": (4, 4), "oid": (4, 4), "macaddr": (6, 4), "int8": (8, 8),
+    "bigserial": (8, 8), "float8": (8, 8), "timestamp": (8, 8), "timestamptz": (8, 8),
+    "time": (8, 8), "money": (8, 8), "macaddr8": (8, 4), "timetz": (12, 8),
+    "interval": (16, 8), "point": (16, 8), "uuid": (16, 1),
+}
+"""(typlen, typalign in bytes) of PostgreSQL's fixed-width built-in types (pg_type)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,38 @@ class TypeRef:
     @property
     def integer_width(self) -> int | None:
         return None if self.array else _INTEGER_WIDTH.get(self.name)
+
+    @property
+    def layout(self) -> tuple[int, int] | None:
+        """(bytes, alignment) of a fixed-width value; None for a variable-width one (text,
+        numeric, arrays, jsonb...) or a type not known here."""
+        return None if self.array else _FIXED_LAYOUT.get(self.name)
+
+
+def row_padding(types: list[TypeRef]) -> int:
+    """Bytes of alignment padding in a row whose columns have `types` in this order (a
+    variable-width value is taken as short: a 1-byte header, no alignment, one byte of data,
+    so the estimate is of the padding that ordering alone causes)."""
+    offset = padding = 0
+    for kind in types:
+        layout = kind.layout
+        if layout is None:
+            offset += 2
+            continue
+        size, align = layout
+        pad = -offset % align
+        padding += pad
+        offset += pad + size
+    return padding
+
+
+def aligned_order(types: list[TypeRef]) -> list[int]:
+    """The column order with the least padding: fixed-width columns by alignment, widest
+    first, then the variable-width ones (each group in its written order)."""
+    def rank(position: int) -> tuple[int, int]:
+        layout = types[position].layout
+        return (-layout[1] if layout else 1, position)
+    return sorted(range(len(types)), key=rank)
 
 
 class TypeChange(StrEnum):

@@ -43,6 +43,7 @@ def add_constraint(table: ObjectName, constraint: Node, report: StatementReport,
                       fix="Choose a name of at most 63 bytes.")
     shown = f"constraint {name}" if name else f"a {kind} constraint"
     validated = not flag(constraint, "skip_validation")
+    note_key_index(table, constraint, report, column=column)
     if kind == "FOREIGN":
         _foreign_key(table, constraint, report, shown, validated=validated, column=column)
         return
@@ -76,6 +77,17 @@ def add_constraint(table: ObjectName, constraint: Node, report: StatementReport,
             fix=f"CREATE UNIQUE INDEX CONCURRENTLY {index} ON {table} ({columns}); then "
                 f"ALTER TABLE {table} ADD CONSTRAINT {name or '<name>'} {what} USING INDEX "
                 f"{index};")
+    elif kind == "PRIMARY" and not new_table:  # USING INDEX
+        using = text(constraint, "indexname")
+        report.report(
+            "adding-primary-key-using-index", f"PRIMARY KEY USING INDEX {using} on {table} "
+            "makes its columns NOT NULL: any that is still nullable is checked by a scan of "
+            "the whole table while ACCESS EXCLUSIVE is held.", target=table,
+            lock=LockMode.ACCESS_EXCLUSIVE,
+            fix=f"Make the index's columns NOT NULL first without the long lock (ADD "
+                f"CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, SET NOT NULL), "
+                f"then ALTER TABLE {table} ADD CONSTRAINT {name or '<name>'} PRIMARY KEY USING "
+                f"INDEX {using};")
     elif kind == "EXCLUSION" and not new_table:
         report.report(
             "adding-exclusion-constraint", f"adding exclusion {shown} on {table} builds its "
@@ -99,6 +111,7 @@ def _foreign_key(table: ObjectName, constraint: Node, report: StatementReport, s
     if referenced is not None:
         report.lock(referenced, LockMode.SHARE_ROW_EXCLUSIVE,
                     preexisting=not report.is_new(referenced))
+    note_foreign_key(table, constraint, report, column=column)
     if not validated:
         _note_not_valid(text(constraint, "conname"), report)
         return
@@ -113,6 +126,50 @@ def _foreign_key(table: ObjectName, constraint: Node, report: StatementReport, s
         lock=LockMode.SHARE_ROW_EXCLUSIVE,
         fix=f"ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({columns}) REFERENCES "
             f"{referenced} NOT VALID; {_LATER}ALTER TABLE {table} VALIDATE CONSTRAINT {name};")
+
+
+def note_foreign_key(table: ObjectName, constraint: Node, report: StatementReport,
+                     *, column: str | None) -> None:
+    """Eugene's E15, decided when the change ends (`SqlAnalysis.end_change`): a foreign key
+    whose columns no index on `table` starts with. Every DELETE, and every UPDATE of the key,
+    on the referenced table then scans `table` for referencing rows (holding their row
+    locks). Only reported for a table whose definition the analysis read, so its indexes
+    are known."""
+    if report.file.rollback:
+        return
+    columns = tuple(strings(children(constraint, "fk_attrs"))) or (
+        (column,) if column else ())
+    referenced = relation(constraint, "pktable")
+    if not columns or referenced is None:
+        return
+    shown = ", ".join(columns)
+    index = f"{table.name}_{'_'.join(columns)}_idx"
+    concurrently = "" if report.is_new(table) else "CONCURRENTLY "
+    finding = report.finding(
+        "foreign-key-missing-index",
+        f"foreign key ({shown}) on {table} references {referenced}, but no index on {table} "
+        f"starts with {shown}: each row deleted from {referenced} (or whose key is changed) "
+        f"makes PostgreSQL scan {table} for the rows that reference it.", target=table,
+        preexisting=not report.is_new(table),
+        fix=f"CREATE INDEX {concurrently}{index} ON {table} ({shown});")
+    if finding is not None:
+        report.scope.foreign_keys.append((table.key, columns, finding))
+
+
+def note_key_index(table: ObjectName, constraint: Node, report: StatementReport,
+                   *, column: str | None = None) -> None:
+    """The index a PRIMARY KEY or UNIQUE constraint builds, under PostgreSQL's default name
+    when the constraint has none (`t_pkey`, `t_a_b_key`)."""
+    kind = text(constraint, "contype")
+    if kind not in {"CONSTR_PRIMARY", "CONSTR_UNIQUE"} or text(constraint, "indexname"):
+        return
+    columns = tuple(strings(children(constraint, "keys"))) or ((column,) if column else ())
+    if not columns:
+        return
+    name = text(constraint, "conname") or (
+        f"{table.name}_pkey" if kind == "CONSTR_PRIMARY" else
+        f"{table.name}_{'_'.join(columns)}_key")
+    report.knowledge.add_index(ObjectName(name, table.schema).key, table.key, columns)
 
 
 def _note_not_valid(name: str | None, report: StatementReport) -> None:
@@ -155,6 +212,9 @@ def drop_constraint(table: ObjectName, command: Node, report: StatementReport) -
     name = text(command, "name") or "?"
     new_table = report.is_new(table)
     report.lock(table, LockMode.ACCESS_EXCLUSIVE, preexisting=not new_table)
+    index = ObjectName(name, table.schema).key  # a PRIMARY KEY's or UNIQUE's index
+    if report.knowledge.index_tables.get(index) == table.key:
+        report.knowledge.forget_index(index)
     if not new_table:
         report.report("ban-drop-constraint", f"dropping constraint {name} on {table}: the "
                       "guarantee it gave (and the index behind a UNIQUE or PRIMARY KEY) goes "

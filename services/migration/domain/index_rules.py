@@ -9,11 +9,13 @@ from services.migration.domain.change_state import Namespace
 from services.migration.domain.sql_nodes import (
     Node,
     ObjectName,
+    children,
     defelem_names,
     flag,
     relation,
     text,
     too_long,
+    unwrap,
 )
 
 if TYPE_CHECKING:
@@ -33,8 +35,12 @@ def create_index(node: Node, report: StatementReport) -> None:
     index = ObjectName(name, table.schema) if name else None
     shown = f"index {index} on {table}" if index else f"an index on {table}"
     new_table = report.is_new(table)
+    keys = _index_keys(node)
+    if index is not None or keys is not None:
+        report.knowledge.add_index(
+            index.key if index else f"{table.key}({', '.join(map(str, keys or ()))})",
+            table.key, keys or ())
     if index is not None:
-        report.knowledge.index_tables[index.key] = table.key
         report.scope.created.add((Namespace.RELATION, index.key))
         if too_long(name):
             report.report("identifier-too-long", f"index name {name!r} is over 63 bytes: "
@@ -72,10 +78,19 @@ def create_index(node: Node, report: StatementReport) -> None:
                       robust_fix, index)
 
 
+def _index_keys(node: Node) -> tuple[str | None, ...] | None:
+    """The index's key columns (None for an expression); None for a partial index, which a
+    foreign key's lookups cannot count on."""
+    if node.get("whereClause"):
+        return None
+    return tuple(text(unwrap(item)[1], "name") for item in children(node, "indexParams"))
+
+
 def drop_indexes(node: Node, indexes: list[ObjectName], report: StatementReport) -> None:
     concurrent = flag(node, "concurrent")
     for index in indexes:
-        table_key = report.knowledge.index_tables.pop(index.key, None)
+        table_key = report.knowledge.index_tables.get(index.key)
+        report.knowledge.forget_index(index.key)
         table = ObjectName.from_key(table_key) if table_key else None
         new = report.is_new(index) or (table is not None and report.is_new(table))
         report.scope.created.discard((Namespace.RELATION, index.key))

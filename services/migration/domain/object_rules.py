@@ -145,9 +145,7 @@ def rename(node: Node, report: StatementReport) -> None:
         renamed = ObjectName(new_name, table.schema)
         if kind == "COLUMN":
             old = text(node, "subname") or "?"
-            columns = report.knowledge.columns.get(table.key, {})
-            if old in columns:
-                columns[new_name] = columns.pop(old)
+            report.knowledge.rename_column(table.key, old, new_name)
             if not new:
                 report.report("renaming-column", f"RENAME COLUMN {table}.{old} TO "
                               f"{new_name}: running clients still use the old name.",
@@ -223,6 +221,17 @@ def create_type(node: Node, report: StatementReport) -> None:
     if name is not None:
         report.scope.created.add((Namespace.TYPE, name.key))
         report.analysis.soften_drop(Namespace.TYPE, name.key, "by this change")
+
+
+def create_enum(node: Node, report: StatementReport) -> None:
+    """Eugene's W13."""
+    create_type(node, report)
+    name = ObjectName.from_parts(strings(children(node, "typeName")))
+    report.report(
+        "creating-enum", f"enum type {name}: a value can be added but never removed or "
+        "renamed in place, and nothing can be stored alongside a value.", target=name,
+        fix=f"A lookup table ({name.name}(name text PRIMARY KEY) and a foreign key to it), or "
+            "a text column with a CHECK constraint that can be replaced NOT VALID.")
 
 
 def create_schema(node: Node, report: StatementReport) -> None:
@@ -304,7 +313,7 @@ parse trees). A handler here that reads another field must add it."""
 HANDLERS = {
     "DropStmt": drop, "DropdbStmt": drop_database, "RenameStmt": rename,
     "AlterObjectSchemaStmt": set_schema, "ViewStmt": create_view,
-    "CreateFunctionStmt": create_function, "CreateEnumStmt": create_type,
+    "CreateFunctionStmt": create_function, "CreateEnumStmt": create_enum,
     "CompositeTypeStmt": create_type, "CreateRangeStmt": create_type,
     "CreateSchemaStmt": create_schema, "CreateSeqStmt": create_sequence,
     "AlterEnumStmt": alter_enum, "CreateTrigStmt": create_trigger,

@@ -48,7 +48,8 @@ _RULES = (
              "DATABASE, ALTER SYSTEM, and ALTER TYPE ... ADD VALUE before PostgreSQL 12, "
              "inside a transaction block."),
     RuleInfo("adding-unique-index", I, Effect.ADVISORY,
-             "A unique index on an existing table: it fails if duplicates exist.", "Atlas MF101"),
+             "A unique index on an existing table: it fails if duplicates exist.",
+             "Atlas MF101/MF102"),
     # constraints
     RuleInfo("constraint-missing-not-valid", W, Effect.BLOCKING_LOCK,
              "ADD CONSTRAINT ... CHECK without NOT VALID on an existing table, or VALIDATE in "
@@ -66,6 +67,13 @@ _RULES = (
     RuleInfo("adding-exclusion-constraint", W, Effect.BLOCKING_LOCK,
              "ADD EXCLUDE on an existing table: built under ACCESS EXCLUSIVE, no concurrent "
              "alternative.", "Eugene E8"),
+    RuleInfo("adding-primary-key-using-index", W, Effect.ADVISORY,
+             "ADD PRIMARY KEY USING INDEX on an existing table: nullable key columns are made "
+             "NOT NULL by a full scan under ACCESS EXCLUSIVE.", "Eugene W14"),
+    RuleInfo("foreign-key-missing-index", W, Effect.ADVISORY,
+             "A foreign key whose columns no index on its table starts with (checked when the "
+             "change ends, for tables whose definition was read): deletes and key updates on "
+             "the referenced table scan it.", "Eugene E15"),
     RuleInfo("ban-drop-constraint", W, Effect.ADVISORY,
              "DROP CONSTRAINT: integrity the application may rely on disappears.",
              "squawk, Atlas CD101"),
@@ -121,6 +129,10 @@ _RULES = (
              "char(n): blank-padded, wastes space, compares surprisingly.", "squawk"),
     RuleInfo("prefer-timestamptz", I, Effect.ADVISORY,
              "timestamp without time zone.", "squawk (reported as prefer-timestamp-tz)"),
+    RuleInfo("non-optimal-column-alignment", I, Effect.ADVISORY,
+             "CREATE TABLE whose column order leaves 8 or more bytes of alignment padding "
+             "per row that ordering the fixed-width columns widest first avoids.",
+             "Atlas PG110"),
     RuleInfo("prefer-jsonb-over-json", I, Effect.ADVISORY,
              "json instead of jsonb (no equality operator: breaks DISTINCT, UNION, GROUP BY).",
              "Eugene E3"),
@@ -170,6 +182,9 @@ _RULES = (
              "before PostgreSQL 12.", "Eugene"),
     RuleInfo("require-enum-value-ordering", I, Effect.ADVISORY,
              "ADD VALUE without BEFORE/AFTER appends the value: check the sort order.", "squawk"),
+    RuleInfo("creating-enum", I, Effect.ADVISORY,
+             "CREATE TYPE ... AS ENUM: values can be added but not removed or renamed in "
+             "place.", "Eugene W13"),
     # data
     RuleInfo("ban-truncate", E, Effect.DATA_LOSS, "TRUNCATE of an existing table."),
     RuleInfo("ban-truncate-cascade", E, Effect.DATA_LOSS,
@@ -194,6 +209,13 @@ _RULES = (
              "A statement that waits for a write-blocking lock on an existing table with no "
              "lock_timeout in effect (queued behind a long query, it blocks everyone).",
              "squawk require-lock-timeout, Eugene E9"),
+    RuleInfo("holding-access-exclusive", W, Effect.ADVISORY,
+             "A statement run while the transaction holds ACCESS EXCLUSIVE on an existing "
+             "table: the table stays blocked for its duration too (once per transaction).",
+             "Eugene E4"),
+    RuleInfo("multiple-alter-table", I, Effect.ADVISORY,
+             "A second ALTER TABLE on the same existing table in one file: the lock is queued "
+             "for again, and scans or rewrites are repeated.", "Eugene W12"),
     RuleInfo("prefer-robust-stmts", I, Effect.ADVISORY,
              "Outside a transaction, a statement without IF [NOT] EXISTS cannot be re-run "
              "after a failure part way.", "squawk"),
@@ -239,11 +261,21 @@ _RULES = (
     RuleInfo("shadow-skipped-statement", I, Effect.ADVISORY,
              "A statement acting outside the database (CREATE DATABASE, roles, ALTER SYSTEM) "
              "that the shadow check does not run on a shared server."),
+    RuleInfo("shadow-baseline-failed", E, Effect.VALIDATION_FAILED,
+             "The configured baseline (`migration.baseline` in guardians.yaml) does not apply "
+             "on the scratch database, so the change could not be verified: blocked until the "
+             "baseline is fixed and the change resubmitted."),
+    RuleInfo("rewrite-observed", W, Effect.REWRITE,
+             "The shadow run saw a statement rewrite a table that existed before the change "
+             "(its relfilenode changed) where no rule predicted a rewrite. The shadow run also "
+             "corrects the static findings: a predicted rewrite it did not see grades as the "
+             "lock it is, and confirmed locks and rewrites say so.", "Eugene E10"),
 )
 VERIFICATION_RULES = frozenset({
     "shadow-up-failed", "rollback-failed", "reapply-failed", "missing-rollback",
     "rollback-misses-object", "rollback-leaves-object", "rollback-changes-object",
     "rollback-reorders-columns", "rollback-reformats-function", "shadow-skipped-statement",
+    "shadow-baseline-failed", "rewrite-observed",
 })
 
 RULES: dict[str, RuleInfo] = {rule.id: rule for rule in _RULES}

@@ -40,6 +40,8 @@ from services.migration.domain.suppressions import read_suppressions
 _WRITE_BLOCKING = frozenset({LockMode.SHARE, LockMode.SHARE_ROW_EXCLUSIVE, LockMode.EXCLUSIVE,
                              LockMode.ACCESS_EXCLUSIVE})
 _LOCK_ORDER = list(LockMode)
+_UNDER_LOCK_HARMLESS = frozenset({"TransactionStmt", "VariableSetStmt"})
+"""Statements that take no time: run while a lock is held, they do not lengthen the hold."""
 
 
 @dataclass(frozen=True)
@@ -100,17 +102,29 @@ class StatementReport:
         preexisting: bool = True, severity: Severity | None = None,
     ) -> int | None:
         """Add a finding; its index in the analysis' findings, or None when suppressed."""
+        finding = self.finding(rule_id, message, target=target, fix=fix, effect=effect,
+                               lock=lock, preexisting=preexisting, severity=severity)
+        if finding is None:
+            return None
+        self.analysis.findings.append(finding)
+        return len(self.analysis.findings) - 1
+
+    def finding(
+        self, rule_id: str, message: str, *, target: ObjectName | str | None = None,
+        fix: str | None = None, effect: Effect | None = None, lock: LockMode | None = None,
+        preexisting: bool = True, severity: Severity | None = None,
+    ) -> Finding | None:
+        """The finding `report` would add, at this statement, or None when suppressed: for
+        one decided later (`ChangeScope.foreign_keys`)."""
         if rule_id in self.suppressed:
             return None
         info = rule(rule_id)
-        finding = Finding(
+        return Finding(
             rule=rule_id, severity=severity or info.severity, message=message,
             effect=effect or info.effect, file=self.file.name, line=self.statement.line,
             column=self.statement.column, statement=self.statement.text,
             target=None if target is None else str(target), fix=fix, lock=lock,
             preexisting=preexisting, rollback=self.file.rollback)
-        self.analysis.findings.append(finding)
-        return len(self.analysis.findings) - 1
 
     def lock(self, target: ObjectName, mode: LockMode, *, preexisting: bool) -> None:
         self.locks.append(LockRequest(target, mode, preexisting))
@@ -147,12 +161,24 @@ class SqlAnalysis:
         self.scope = ChangeScope()
         self.session = Session()
         self.findings: list[Finding] = []
+        self.altered: dict[str, tuple[int, int | None]] = {}
+        """Pre-existing tables an ALTER TABLE of the current file changed -> where the first
+        one is (offset, line)."""
 
     def new_change(self) -> None:
         """Later files are a new change, deployed on its own connection: what was created so
         far is pre-existing now, and session settings are back to their defaults."""
+        self.end_change()
         self.scope = ChangeScope()
         self.session = Session()
+
+    def end_change(self) -> None:
+        """What can only be judged once the change is whole: a foreign key added without an
+        index on its columns (the index usually comes a statement or a file later)."""
+        for table, columns, finding in self.scope.foreign_keys:
+            if table in self.knowledge.columns and not self.knowledge.indexed(table, columns):
+                self.findings.append(finding)
+        self.scope.foreign_keys = []
 
     def forget_findings(self) -> None:
         self.findings = []
@@ -182,11 +208,14 @@ class SqlAnalysis:
                 rollback=file.rollback))
         if self.options.transaction_per_file:
             self.session.begin(Transaction.RUNNER)
+        self.altered = {}
         previous = -1
         for statement in script.statements:
             report = StatementReport(self, file, statement,
                                      suppressions.for_statement(statement.start, previous))
             previous = statement.start
+            if self.session.exclusive and statement.kind not in _UNDER_LOCK_HARMLESS:
+                self._check_held_exclusive(report)
             handler = HANDLERS.get(statement.kind)
             if handler is not None:
                 handler(statement.node, report)
@@ -196,6 +225,10 @@ class SqlAnalysis:
                               "to 63, so the object gets another name than written.",
                               target=name[:63], fix="Choose a name of at most 63 bytes.")
             self._check_timeouts(report)
+            if self.session.in_transaction:
+                for lock in report.locks:
+                    if lock.preexisting and lock.mode is LockMode.ACCESS_EXCLUSIVE:
+                        self.session.exclusive.setdefault(lock.target.key, statement.line)
         session_rules.end_of_file(self, file)
 
     def soften_drop(self, namespace: Namespace, key: str, where: str) -> None:
@@ -205,6 +238,28 @@ class SqlAnalysis:
             self.findings[index] = replace(
                 finding, effect=Effect.ADVISORY, severity=Severity.INFO,
                 message=f"{finding.message} It is re-created {where}.")
+
+    def _check_held_exclusive(self, report: StatementReport) -> None:
+        """Eugene's E4: a statement run while this transaction holds ACCESS EXCLUSIVE on a
+        pre-existing table keeps every query on that table waiting for it too. Once per
+        transaction: the first such statement names the lock."""
+        session = self.session
+        if session.exclusive_reported:
+            return
+        session.exclusive_reported = True
+        table, line = next(iter(session.exclusive.items()))
+        held = ObjectName.from_key(table)
+        more = len(session.exclusive) - 1
+        others = f" (and {more} more table{'s' * (more > 1)})" if more else ""
+        report.report(
+            "holding-access-exclusive",
+            f"runs while this transaction holds ACCESS EXCLUSIVE on {held}{others}, taken at "
+            f"line {line}: every read and write of {held} waits until the transaction ends, "
+            "so this statement's time is added to the outage.", target=held,
+            lock=LockMode.ACCESS_EXCLUSIVE,
+            fix="Commit right after the statement that takes ACCESS EXCLUSIVE and run the rest "
+                "in a later transaction (its own migration); or make the locked statement the "
+                "last one of its transaction.")
 
     def _check_timeouts(self, report: StatementReport) -> None:
         risky = [lock for lock in report.locks

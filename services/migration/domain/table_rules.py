@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from schemas.events.enums import LockMode
 from services.migration.domain import column_rules, constraint_rules
 from services.migration.domain.change_state import Namespace
-from services.migration.domain.column_types import TypeRef
+from services.migration.domain.column_types import TypeRef, aligned_order, row_padding
 from services.migration.domain.index_rules import OUTSIDE_TRANSACTION_FIX
 from services.migration.domain.sql_nodes import (
     Node,
@@ -56,9 +56,45 @@ def create_table(node: Node, report: StatementReport) -> None:
             columns[name] = TypeRef.from_node(child(element, "typeName"))
             column_rules.advise_column_type(table, element, report, key=name in keys)
             for constraint in column_rules.column_constraints(element):
-                _lock_referenced(constraint, report)
+                _table_constraint(table, constraint, report, column=name)
         elif kind == "Constraint":
-            _lock_referenced(element, report)
+            _table_constraint(table, element, report)
+    _column_order(table, elements, report)
+
+
+ALIGNMENT_WASTE_BYTES = 8
+"""Padding per row worth a finding: one whole 8-byte word that a reorder would save."""
+
+
+def _column_order(table: ObjectName, elements: list[tuple[str, Node]],
+                  report: StatementReport) -> None:
+    """Atlas's PG110: PostgreSQL stores columns in the order written, each aligned to its
+    type (8 bytes for bigint and timestamptz, 4 for integer...), so a boolean or integer
+    before a bigint leaves padding in every row, on disk and in memory. A new table's
+    columns are free to reorder; an existing table's are not."""
+    columns = [(text(e, "colname") or "?", TypeRef.from_node(child(e, "typeName")))
+               for kind, e in elements if kind == "ColumnDef"]
+    if len(columns) < 3:
+        return
+    types = [t for _, t in columns]
+    order = aligned_order(types)
+    saved = row_padding(types) - row_padding([types[i] for i in order])
+    if saved < ALIGNMENT_WASTE_BYTES:
+        return
+    report.report(
+        "non-optimal-column-alignment", f"the column order of {table} leaves about {saved} "
+        "bytes of alignment padding in every row that another order avoids.", target=table,
+        preexisting=False,
+        fix="Order the columns by alignment, widest first: " + ", ".join(
+            f"{columns[i][0]} {columns[i][1]}" for i in order) + ".")
+
+
+def _table_constraint(table: ObjectName, constraint: Node, report: StatementReport,
+                      *, column: str | None = None) -> None:
+    constraint_rules.note_key_index(table, constraint, report, column=column)
+    if text(constraint, "contype") == "CONSTR_FOREIGN":
+        constraint_rules.note_foreign_key(table, constraint, report, column=column)
+    _lock_referenced(constraint, report)
 
 
 def _lock_referenced(constraint: Node, report: StatementReport) -> None:
@@ -100,6 +136,8 @@ def alter_table(node: Node, report: StatementReport) -> None:
     table = relation(node)
     if table is None or text(node, "objtype") not in {None, "OBJECT_TABLE", "OBJECT_MATVIEW"}:
         return
+    if not report.is_new(table) and text(node, "objtype") != "OBJECT_MATVIEW":
+        _once_per_table(table, report)
     for item in children(node, "cmds"):
         command = unwrap(item)[1]
         subtype = (text(command, "subtype") or "").removeprefix("AT_")
@@ -109,6 +147,23 @@ def alter_table(node: Node, report: StatementReport) -> None:
         else:
             report.lock(table, _LOCKS.get(subtype, LockMode.ACCESS_EXCLUSIVE),
                         preexisting=not report.is_new(table))
+
+
+def _once_per_table(table: ObjectName, report: StatementReport) -> None:
+    """Eugene's W12: each ALTER TABLE on a pre-existing table takes its lock again (and a
+    scan or rewrite each, when its actions need one); one statement with all the actions
+    queues once and does the work once."""
+    statement = report.statement
+    start, line = report.analysis.altered.setdefault(table.key, (statement.start,
+                                                                 statement.line))
+    if start == statement.start:
+        return
+    report.report(
+        "multiple-alter-table", f"another ALTER TABLE on {table} in this file (the first is at "
+        f"line {line}): each one queues for the lock again, and does its own scan or rewrite "
+        "when its actions need one.", target=table,
+        fix=f"Combine the actions into one statement: ALTER TABLE {table} <action>, <action>, "
+            "...;")
 
 
 def _add_constraint(table: ObjectName, command: Node, report: StatementReport) -> None:
