@@ -9,6 +9,7 @@ from schemas.events.enums import LockMode
 from services.migration.domain.findings import Effect
 from services.migration.domain.index_rules import OUTSIDE_TRANSACTION_FIX
 from services.migration.domain.sql_nodes import (
+    IDENTIFIER_MAX_BYTES,
     Node,
     ObjectName,
     children,
@@ -72,7 +73,42 @@ def delete(node: Node, report: StatementReport) -> None:
                       lock=LockMode.ROW_EXCLUSIVE, fix=_BATCHES)
 
 
+def named_twice(names: list[str], what: str, report: StatementReport) -> None:
+    """squawk's ban-duplicate-column-assignments: PostgreSQL rejects a statement that names
+    a column twice (names are compared as stored: cut to 63 bytes)."""
+    seen: set[bytes] = set()
+    twice: list[str] = []
+    for name in names:
+        stored = name.encode()[:IDENTIFIER_MAX_BYTES]
+        if stored in seen and name not in twice:
+            twice.append(name)
+        seen.add(stored)
+    if twice:
+        shown = ", ".join(twice)
+        report.report("ban-duplicate-column-assignments", f"{what} names column(s) {shown} "
+                      "more than once: PostgreSQL rejects the statement.",
+                      fix=f"Name each column once in {what}.")
+
+
+def _assigned(targets: list[object]) -> list[str]:
+    """The columns a SET list or an INSERT column list assigns whole (`a[1] = ...` and
+    `a.f = ...` assign part of a column, and may repeat it)."""
+    names = []
+    for item in targets:
+        target = unwrap(item)[1]
+        name = text(target, "name")
+        if name is not None and not target.get("indirection"):
+            names.append(name)
+    return names
+
+
+def insert(node: Node, report: StatementReport) -> None:
+    """Only its column list is decoded (`FIELDS_READ`)."""
+    named_twice(_assigned(children(node, "cols")), "the INSERT column list", report)
+
+
 def update(node: Node, report: StatementReport) -> None:
+    named_twice(_assigned(children(node, "targetList")), "UPDATE ... SET", report)
     table = relation(node)
     if table is None or report.is_new(table):
         return
@@ -131,4 +167,7 @@ def _rewrite(table: ObjectName, what: str, report: StatementReport) -> None:
 
 
 HANDLERS = {"TruncateStmt": truncate, "DeleteStmt": delete, "UpdateStmt": update,
-            "VacuumStmt": vacuum, "ClusterStmt": cluster}
+            "VacuumStmt": vacuum, "ClusterStmt": cluster, "InsertStmt": insert}
+
+FIELDS_READ = {"InsertStmt": frozenset({"cols"})}
+"""An INSERT's rows and query are never decoded: only its column list is read."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from schemas.events.enums import LockMode, Severity
+from services.migration.domain import data_rules
 from services.migration.domain.change_state import Namespace
 from services.migration.domain.findings import Effect
 from services.migration.domain.index_rules import OUTSIDE_TRANSACTION_FIX, drop_indexes
@@ -204,6 +205,8 @@ def set_schema(node: Node, report: StatementReport) -> None:
 
 def create_view(node: Node, report: StatementReport) -> None:
     view = relation(node, "view")
+    data_rules.named_twice(strings(children(node, "aliases")), "the view's column list",
+                           report)
     if view is not None:
         report.scope.created.add((Namespace.RELATION, view.key))
         report.analysis.soften_drop(Namespace.RELATION, view.key, "by this change")
@@ -305,7 +308,8 @@ def cluster_wide(node: Node, report: StatementReport) -> None:
     _outside_transaction("CREATE DATABASE / ALTER SYSTEM", text(node, "dbname") or "?", report)
 
 
-FIELDS_READ = {"ViewStmt": frozenset({"view"}), "CreateFunctionStmt": frozenset({"funcname"})}
+FIELDS_READ = {"ViewStmt": frozenset({"view", "aliases"}),
+               "CreateFunctionStmt": frozenset({"funcname"})}
 """All that `create_view` and `create_function` read of their statement: the parser's output
 is decoded only that far (a view's query and a function's body are over a third of Lemmy's
 parse trees). A handler here that reads another field must add it."""

@@ -197,6 +197,10 @@ _RULES = (
     RuleInfo("backfill-in-migration", W, Effect.BACKFILL,
              "UPDATE/DELETE with WHERE on an existing table: a backfill in the deploy path.",
              "strong_migrations"),
+    RuleInfo("ban-duplicate-column-assignments", E, Effect.CANNOT_RUN,
+             "A column named twice in UPDATE ... SET, an INSERT column list, CREATE TABLE, "
+             "CREATE TABLE ... AS or a view's column list (names cut to 63 bytes): PostgreSQL "
+             "rejects the statement.", "squawk"),
     RuleInfo("prefer-repack", W, Effect.REWRITE,
              "VACUUM FULL or CLUSTER: rewrites the table under ACCESS EXCLUSIVE.", "squawk"),
     # transactions and timeouts

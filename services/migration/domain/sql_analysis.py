@@ -147,6 +147,7 @@ for _module in (index_rules, constraint_rules, table_rules, object_rules, data_r
 
 WANTED: dict[str, frozenset[str] | None] = dict.fromkeys(HANDLERS)
 WANTED.update(object_rules.FIELDS_READ)
+WANTED.update(data_rules.FIELDS_READ)
 """What of each statement's tree the handlers read (`read_script`): a statement no handler
 takes (INSERT, DO...) is never decoded."""
 

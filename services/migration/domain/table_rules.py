@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from schemas.events.enums import LockMode
-from services.migration.domain import column_rules, constraint_rules
+from services.migration.domain import column_rules, constraint_rules, data_rules
 from services.migration.domain.change_state import Namespace
 from services.migration.domain.column_types import TypeRef, aligned_order, row_padding
 from services.migration.domain.index_rules import OUTSIDE_TRANSACTION_FIX
@@ -48,6 +48,8 @@ def create_table(node: Node, report: StatementReport) -> None:
                                                                  "CONSTR_FOREIGN"}:
             keys |= set(strings(children(element, "keys")))
             keys |= set(strings(children(element, "fk_attrs")))
+    data_rules.named_twice([text(e, "colname") or "?" for kind, e in elements
+                            if kind == "ColumnDef"], f"CREATE TABLE {table}", report)
     columns = report.knowledge.columns.setdefault(table.key, {})
     columns.clear()
     for kind, element in elements:
@@ -107,6 +109,8 @@ def _lock_referenced(constraint: Node, report: StatementReport) -> None:
 
 def create_table_as(node: Node, report: StatementReport) -> None:
     table = relation(child(node, "into"), "rel")
+    data_rules.named_twice(strings(children(child(node, "into"), "colNames")),
+                           f"CREATE TABLE {table} AS", report)
     if table is not None:
         report.scope.created.add((Namespace.RELATION, table.key))
         report.analysis.soften_drop(Namespace.RELATION, table.key, "by this change")
