@@ -169,5 +169,6 @@ def _rewrite(table: ObjectName, what: str, report: StatementReport) -> None:
 HANDLERS = {"TruncateStmt": truncate, "DeleteStmt": delete, "UpdateStmt": update,
             "VacuumStmt": vacuum, "ClusterStmt": cluster, "InsertStmt": insert}
 
-FIELDS_READ = {"InsertStmt": frozenset({"cols"})}
-"""An INSERT's rows and query are never decoded: only its column list is read."""
+FIELDS_READ = {"InsertStmt": frozenset({"relation", "cols"})}
+"""An INSERT's rows and query are never decoded: only the leading fields of PostgreSQL's
+InsertStmt struct up to its column list (`sql_source.Wanted`)."""

@@ -309,10 +309,12 @@ def cluster_wide(node: Node, report: StatementReport) -> None:
 
 
 FIELDS_READ = {"ViewStmt": frozenset({"view", "aliases"}),
-               "CreateFunctionStmt": frozenset({"funcname"})}
-"""All that `create_view` and `create_function` read of their statement: the parser's output
-is decoded only that far (a view's query and a function's body are over a third of Lemmy's
-parse trees). A handler here that reads another field must add it."""
+               "CreateFunctionStmt": frozenset({"is_procedure", "replace", "funcname"})}
+"""All that `create_view` and `create_function` read of their statement, as the leading
+fields of PostgreSQL's ViewStmt and CreateFunctionStmt structs (`sql_source.Wanted`): the
+parser's output is decoded only that far (a view's query and a function's body are over a
+third of Lemmy's parse trees). A handler here that reads another field must add it and the
+fields before it."""
 
 HANDLERS = {
     "DropStmt": drop, "DropdbStmt": drop_database, "RenameStmt": rename,

@@ -101,8 +101,9 @@ class _Positions:
 
 Wanted = Mapping[str, frozenset[str] | None]
 """Which statements' trees `read_script` decodes, by parse-node type: None for the whole
-node, or the top-level fields to decode (the node then holds just those); a type not listed
-is not decoded at all (its node is empty). Without it every tree is decoded whole."""
+node, or its leading top-level fields in struct order up to the last one read (the node then
+holds just those; see `_decode_fields`); a type not listed is not decoded at all (its node
+is empty). Without it every tree is decoded whole."""
 
 
 def parse_script(sql: str, wanted: Wanted | None = None) -> ParsedScript:
@@ -194,17 +195,17 @@ def _skip_item(tree_json: str, start: int) -> tuple[int, int, int] | None:
 
 
 def _decode_fields(tree_json: str, index: int, fields: frozenset[str]) -> Node:
-    """The named fields of the node whose first field starts at `index`, decoded in order
-    until all are found (libpg_query writes fields in its struct order) or the node ends."""
+    """The named fields of the node whose first field starts at `index`. libpg_query writes
+    a node's fields in its struct order and leaves out empty ones, so `fields` names the
+    struct's leading fields up to the last one read; decoding stops at the first field not
+    named (a view's query, an INSERT's rows are never decoded), or when all are found."""
     node: Node = {}
     decode = _DECODER.raw_decode
     while len(node) < len(fields):
         key = _FIELD.match(tree_json, index)
-        if key is None:
+        if key is None or key[1] not in fields:
             break
-        value, index = decode(tree_json, key.end())
-        if key[1] in fields:
-            node[key[1]] = value
+        node[key[1]], index = decode(tree_json, key.end())
         if not tree_json.startswith(",", index):
             break
         index += 1
