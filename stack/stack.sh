@@ -74,6 +74,7 @@ PROM_HOME="$CACHE/prometheus"
 PROM_CONF="$PROM_HOME/prometheus.yml"
 PROM_DATA="$PROM_HOME/data"
 PROM_TARGETS="$PROM_HOME/targets"
+PROM_RULES="$ROOT/stack/observability/prometheus-rules.yml"   # named by the template's rule_files
 PROM_PID="$PROM_HOME/prometheus.pid"
 PROM_LOG="$PROM_HOME/prometheus.log"
 PROM_READY_S=30
@@ -466,13 +467,23 @@ deb_services_off() {
 # Our own server (not Debian's service): loopback only, 1-day retention, /-/reload enabled.
 prom_running() { pid_alive "$PROM_PID" "$PROM_CONF"; }
 
-# prometheus.yml from the template on every `up`; a running server re-reads it on SIGHUP.
+# prometheus.yml from the template on every `up`; a running server re-reads it, and the alert
+# rules it names, on SIGHUP. The rules' checksum goes into the rendered file as a comment, so
+# that editing the rules alone also counts as a change. promtool checks both first: a server
+# refuses a bad reload only in its log, and keeps running the old rules.
 prom_config() {
   mkdir -p "$PROM_DATA" "$PROM_TARGETS"
-  sed -e "s|@TARGETS_DIR@|$PROM_TARGETS|g" "$PROM_SRC/prometheus.yml.in" >"$PROM_CONF.tmp"
+  sed -e "s|@TARGETS_DIR@|$PROM_TARGETS|g" -e "s|@ROOT@|$ROOT|g" \
+    "$PROM_SRC/prometheus.yml.in" >"$PROM_CONF.tmp"
+  printf '# rules sha256 %s\n' "$(sha256sum <"$PROM_RULES" | cut -d' ' -f1)" >>"$PROM_CONF.tmp"
   if cmp -s "$PROM_CONF.tmp" "$PROM_CONF"; then
     rm -f "$PROM_CONF.tmp"
     return 0
+  fi
+  if ! "$(tool_bin promtool)" check config "$PROM_CONF.tmp" >"$PROM_HOME/check.out" 2>&1; then
+    cat "$PROM_HOME/check.out" >&2
+    rm -f "$PROM_CONF.tmp"
+    die "prometheus: promtool rejects the configuration or $PROM_RULES (above)"
   fi
   mv "$PROM_CONF.tmp" "$PROM_CONF"
   if prom_running; then

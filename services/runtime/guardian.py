@@ -12,6 +12,8 @@ Consumption runs on faststream's KafkaBroker (aiokafka) with one batch subscribe
 service's topics in one consumer group. Offsets are committed explicitly, per partition, and
 only after the transaction holding the batch's effects has committed (AckPolicy.MANUAL:
 faststream's default commits before the handler runs, which loses events on a crash).
+What still waits (consumer lag, unpublished outbox rows) is measured every few seconds for
+/metrics (services/runtime/backlog.py).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from schemas.events.ops import OpsAlert
 from schemas.registry import Registry
 from services.runtime import db, metrics, outbox
 from services.runtime.alerts import DependencyOutage, alert_message, redact
+from services.runtime.backlog import BacklogWatch
 from services.runtime.handling import (
     Context,
     FastPathError,
@@ -113,6 +116,7 @@ class Guardian:
         self._stopping = False
         self._stop_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._backlog_watch: asyncio.Task[None] | None = None
         self._last_commit = 0.0
         self._outage = DependencyOutage(name, self.settings.dependency_alert_after_seconds)
 
@@ -211,6 +215,7 @@ class Guardian:
             self._tasks.append(asyncio.create_task(self._every(seconds, task)))
         for background in self._background:
             self._tasks.append(asyncio.create_task(self._keep_running(background)))
+        self._backlog_watch = asyncio.create_task(self._watch_backlogs())
         self._http = HealthServer(s.http_host, s.port_for(self.name), self.readiness,
                                   self._http_routes)
         await self._http.start()
@@ -335,9 +340,12 @@ class Guardian:
                 self._pending_offsets[tp] = max(
                     self._pending_offsets.get(tp, 0), record.offset + 1
                 )
-        interval = self.settings.commit_interval_ms / 1000
-        if interval == 0 or time.monotonic() - self._last_commit >= interval:
+        if self._commit_due():
             await self.flush_offsets()
+
+    def _commit_due(self) -> bool:
+        interval = self.settings.commit_interval_ms / 1000
+        return interval == 0 or time.monotonic() - self._last_commit >= interval
 
     async def _held(self, error: RetryLaterError, held: int) -> None:
         """Count a retry of the held batch; raise the outage's alert once it is due. Never
@@ -386,6 +394,25 @@ class Guardian:
             # table makes that harmless.
             metrics.OFFSET_COMMITS.labels(self.name, "failed").inc()
             log.warning("offset commit failed: %s", exc)
+
+    async def _watch_backlogs(self) -> None:
+        """Measure what waits, now and every `backlog_interval_s`, until stopped. Offsets a
+        quiet consumer still holds back (commit_interval_ms > 0) are committed first: they
+        would otherwise wait for the next batch, and an idle service would never read 0."""
+        assert self.pool is not None
+        watch = BacklogWatch(self.name, self.pool)
+        try:
+            while not self._stopping:
+                try:
+                    if self._pending_offsets and self._commit_due():
+                        await self.flush_offsets()
+                    subscriber = self._subscriber
+                    await watch.sample(None if subscriber is None else subscriber.consumer)
+                except Exception:  # never let the gauges die with one bad round
+                    log.exception("measuring the backlogs failed")
+                await asyncio.sleep(self.settings.backlog_interval_s)
+        finally:
+            watch.gauges.clear()
 
     async def _every(self, seconds: float, task: Callable[[Context], Awaitable[None]]) -> None:
         while True:
@@ -448,6 +475,9 @@ class Guardian:
         self._stop_requested.set()  # a batch waiting on a retry gives up its turn
         async with self._batch_lock:
             self._stopping = True
+        if self._backlog_watch is not None:  # before the consumer it asks goes away
+            self._backlog_watch.cancel()
+            await asyncio.wait([self._backlog_watch], timeout=SHUTDOWN_FLUSH_S)
         await self.flush_offsets()
         if self._broker is not None:
             await self._broker.stop()

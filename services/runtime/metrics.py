@@ -48,3 +48,24 @@ RETRY_LATER = Counter(
 )
 READY = Gauge("guardians_ready", "1 when the service is consuming and its database answers.",
               ["service"])
+# What waits, measured every few seconds by services/runtime/backlog.py (which says why lag is
+# counted from the committed offset rather than the consumer's position).
+CONSUMER_LAG = Gauge(
+    "guardians_consumer_lag",
+    "Events in Kafka not yet handled by the service's consumer group, per partition this "
+    "process is assigned: the partition's end offset minus the group's committed offset. "
+    "Sum over instances for a group's lag (each partition has one owner).",
+    ["service", "topic", "partition"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "guardians_outbox_backlog",
+    "Outbox rows not yet marked published (counted up to 100,000). The table is the service's, "
+    "shared by its replicas, which all report it: take the max over instances, not the sum.",
+    ["service"],
+)
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "guardians_outbox_oldest_unpublished_seconds",
+    "Age of the oldest outbox row not yet marked published (0 when none waits): how long the "
+    "next guardian has been kept waiting. Shared by replicas like guardians_outbox_backlog.",
+    ["service"],
+)

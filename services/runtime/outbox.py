@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 LOCK_BUSY = -1
 _ROWS_PER_INSERT = 1000
 """5 parameters a row: well under PostgreSQL's 65,535 parameters per statement."""
+BACKLOG_COUNT_LIMIT = 100_000
+"""`backlog` counts at most this many rows, so measuring stays cheap however long the broker
+has been away (every alert on the backlog fires long before)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,31 @@ async def write(conn: Connection, messages: Sequence[OutboxMessage]) -> list[Out
         rows += [OutboxRow(i, m, now) for i, m in
                  zip(sorted(r["id"] for r in ids), chunk, strict=True)]
     return rows
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Outbox rows not yet marked published. Rows are marked 0.1 s after their publication is
+    acknowledged, so a busy service shows a few rows here; a row that waits is one whose
+    publication failed (the poller retries it after `stale_after_s`) or a broker that is away."""
+
+    rows: int
+    """At most BACKLOG_COUNT_LIMIT."""
+    oldest_age_s: float
+    """Since the transaction that wrote the oldest of them began; 0 when there are none."""
+
+
+async def backlog(conn: Connection) -> Backlog:
+    """Walk the unsent rows through the partial index `outbox_unsent`, oldest first, at most
+    BACKLOG_COUNT_LIMIT of them."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS rows,"
+        " coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age"
+        " FROM (SELECT created_at FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1) unsent",
+        BACKLOG_COUNT_LIMIT,
+    )
+    assert row is not None
+    return Backlog(rows=row["rows"], oldest_age_s=max(0.0, row["age"]))
 
 
 class OutboxRelay:

@@ -56,6 +56,10 @@ class RuntimeSettings(BaseSettings):
     crash or a failed publication."""
     outbox_stale_after_s: float = Field(default=10.0, ge=0)
     """A row unsent this long is the poller's to publish (at start: every unsent row)."""
+    backlog_interval_s: float = Field(default=5.0, gt=0)
+    """How often consumer lag and the outbox backlog are measured for /metrics
+    (services/runtime/backlog.py); each measurement is a few small broker requests and one
+    index scan."""
     db_pool_size: int = Field(default=4, ge=1)
     dedupe_retention_days: float = Field(default=30, gt=0)
     """How long event ids are remembered; longer than any topic's retention, so a

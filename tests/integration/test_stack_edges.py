@@ -1,6 +1,7 @@
 """The stack's edges the deploy guardian stands on, for real: nginx splits traffic by upstream
-weight after a reload, Prometheus discovers an instance from a file_sd file and scrapes it, and
-the demo application's releases behave as their files say.
+weight after a reload, Prometheus discovers an instance from a file_sd file and scrapes it (and
+evaluates the guardians' alert rules), and the demo application's releases behave as their
+files say.
 
 Needs `stack/stack.sh up` and `source .cache/stack.env` (the GUARDIANS_NGINX_* and
 GUARDIANS_PROMETHEUS_* variables). Every demo process a test starts is stopped at its end, and
@@ -25,12 +26,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from demo.loadgen import generate
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 RELEASES = ROOT / "demo" / "releases"
+ALERT_RULES = ROOT / "stack" / "observability" / "prometheus-rules.yml"
 STACK_VARIABLES = (
     "GUARDIANS_PROMETHEUS_URL",
     "GUARDIANS_PROMETHEUS_TARGETS_DIR",
@@ -229,6 +232,28 @@ async def test_prometheus_discovers_a_file_sd_target_and_scrapes_its_requests(
         assert metric["instance"] == f"127.0.0.1:{demo.port}"
     finally:
         target.unlink(missing_ok=True)
+
+
+async def test_prometheus_evaluates_the_guardians_alert_rules_from_this_checkout(
+    stack: Stack,
+) -> None:
+    """stack/stack.sh renders rule_files to this checkout's rules and reloads on a change."""
+    shipped = yaml.safe_load(ALERT_RULES.read_text())
+    expected = {g["name"]: [r["alert"] for r in g["rules"]] for g in shipped["groups"]}
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"{stack.prometheus_url}/api/v1/rules")
+    response.raise_for_status()
+    body = response.json()
+    assert body["status"] == "success", body
+    groups = {g["name"]: g for g in body["data"]["groups"] if g["name"] in expected}
+    assert set(groups) == set(expected), "run `stack/stack.sh up` to reload the rules"
+    for name, group in groups.items():
+        assert Path(group["file"]).resolve() == ALERT_RULES, group["file"]
+        assert [r["name"] for r in group["rules"]] == expected[name], (
+            f"{name}: the loaded rules differ from {ALERT_RULES.name}: run `stack/stack.sh up`"
+        )
+        for rule in group["rules"]:
+            assert rule["type"] == "alerting" and rule["health"] != "err", rule
 
 
 # ---------------------------------------------------------------------------------------------

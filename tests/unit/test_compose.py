@@ -37,6 +37,7 @@ STACK_SH = ROOT / "stack" / "stack.sh"
 PROMETHEUS_TEMPLATE = ROOT / "stack" / "prometheus" / "prometheus.yml.in"
 PROMETHEUS_COMPOSE_CONFIG = ROOT / "stack" / "prometheus" / "prometheus.compose.yml"
 NGINX_TEMPLATE = ROOT / "stack" / "nginx" / "nginx.conf.in"
+ALERT_RULES = ROOT / "stack" / "observability" / "prometheus-rules.yml"
 PLACEHOLDER = re.compile(r"@[A-Z_]+@")
 """How stack/'s templates mark what stack.sh (and compose, for nginx) fills in."""
 
@@ -325,6 +326,13 @@ def without_addresses(job: Mapping[str, Any]) -> dict[str, Any]:
 def local_prometheus_config() -> dict[str, Any]:
     loaded = yaml.safe_load(PLACEHOLDER.sub("/stack-dir", PROMETHEUS_TEMPLATE.read_text()))
     return cast(dict[str, Any], loaded)
+
+
+def local_rule_files() -> list[Path]:
+    """The template's rule_files as stack/stack.sh renders them (@ROOT@ is the checkout)."""
+    assert 's|@ROOT@|$ROOT|g' in STACK_SH.read_text(), "stack.sh no longer fills in @ROOT@"
+    loaded = yaml.safe_load(PROMETHEUS_TEMPLATE.read_text().replace("@ROOT@", str(ROOT)))
+    return [Path(str(f)) for f in loaded.get("rule_files") or []]
 
 
 def compose_prometheus_config() -> dict[str, Any]:
@@ -647,6 +655,18 @@ def test_prometheus_in_compose_scrapes_what_the_local_stack_scrapes() -> None:
     for name, job in local_jobs.items():
         assert without_addresses(compose_jobs[name]) == without_addresses(job), name
         assert all(host_port(t)[0] == "127.0.0.1" for t in static_targets(job)), name
+
+
+def test_prometheus_in_compose_has_the_local_stack_s_sections() -> None:
+    assert set(compose_prometheus_config()) == set(local_prometheus_config())
+
+
+def test_prometheus_loads_the_guardians_alert_rules_locally_and_in_compose() -> None:
+    local = local_rule_files()
+    assert [f.resolve() for f in local] == [ALERT_RULES], local
+    assert compose_prometheus_config()["rule_files"] == [
+        mount_of(service(prometheus_service()), f.resolve()) for f in local
+    ]
 
 
 def test_prometheus_in_compose_scrapes_each_guardian_at_its_service() -> None:
