@@ -13,6 +13,7 @@ Skips with a message when the corpus is absent.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import re
@@ -77,6 +78,62 @@ def five_thousand_statements() -> str:
     return "\n".join(parts) + "\n"
 
 
+EQUIVALENT = {
+    "require-lock-timeout": {"require-timeout-settings"},
+    "require-statement-timeout": {"require-timeout-settings"},
+    "prefer-timestamp-tz": {"prefer-timestamptz"},
+    # squawk files UNIQUE and PRIMARY KEY under this rule too (NOT VALID cannot apply to them)
+    "constraint-missing-not-valid": {"adding-foreign-key-constraint",
+                                     "adding-primary-key-constraint",
+                                     "disallowed-unique-constraint"},
+    "adding-serial-primary-key-field": {"adding-primary-key-constraint"},
+}
+"""squawk rule -> our rules that report the same thing under another id."""
+
+
+def unmatched(ours_found: list[dict[str, object]], squawk_found: list[dict[str, object]]
+              ) -> tuple[Counter[str], Counter[str]]:
+    """Per rule, the findings of each tool with no finding of the other tool's equivalent
+    rule on the same statement. squawk gives the line of the offending token (0-based),
+    guardians the statement's first line: both are mapped to the statement they fall in."""
+    from services.migration.domain.sql_source import parse_script
+
+    starts: dict[str, list[int]] = {}
+
+    def statement(file: str, line: int) -> tuple[str, int]:
+        if file not in starts:
+            text = (CORPUS.parent / file).read_text(encoding="utf-8")
+            starts[file] = [s.line for s in parse_script(text).statements]
+        return file, bisect.bisect_right(starts[file], line) - 1
+
+    ours_at: dict[tuple[str, int], set[str]] = {}
+    for f in ours_found:
+        file = str(f["file"])
+        file = file if file.endswith(".sql") else f"{file}/up.sql"
+        if isinstance(f["line"], int):
+            ours_at.setdefault(statement(_relative(file), f["line"]), set()).add(str(f["rule"]))
+    theirs_at: dict[tuple[str, int], set[str]] = {}
+    theirs_only: Counter[str] = Counter()
+    for v in squawk_found:
+        rule, line = str(v["rule_name"]), v["line"]
+        assert isinstance(line, int)
+        where = statement(_relative(str(v["file"])), line + 1)
+        wanted = {rule} | EQUIVALENT.get(rule, set())
+        theirs_at.setdefault(where, set()).update(wanted)
+        if not wanted & ours_at.get(where, set()):
+            theirs_only[rule] += 1
+    ours_only: Counter[str] = Counter(
+        rule for where, rules in ours_at.items() for rule in rules
+        if rule not in theirs_at.get(where, set()))
+    return theirs_only, ours_only
+
+
+def _relative(file: str) -> str:
+    """`lemmy/<migration>/up.sql` whether given absolute or relative to the corpus."""
+    path = Path(file)
+    return str(path.relative_to(CORPUS.parent)) if path.is_absolute() else file
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
@@ -115,6 +172,14 @@ def main() -> int:
     print("\n| rule | guardians | squawk |\n|---|---|---|")
     for rule in sorted(set(ours_rules) | set(squawk_rules)):
         print(f"| {rule} | {ours_rules.get(rule, 0)} | {squawk_rules.get(rule, 0)} |")
+
+    print("\nStatement by statement: squawk findings with no equivalent of ours on the same "
+          "statement, and ours with none of squawk's\n")
+    print("| rule | squawk's, unmatched | ours, unmatched |\n|---|---|---|")
+    theirs_only, ours_only = unmatched(json.loads(out["guardians"])["findings"],
+                                       json.loads(out["squawk"]))
+    for rule in sorted(set(theirs_only) | set(ours_only)):
+        print(f"| {rule} | {theirs_only.get(rule, 0)} | {ours_only.get(rule, 0)} |")
 
     with tempfile.TemporaryDirectory() as folder:
         big = Path(folder) / "big.sql"

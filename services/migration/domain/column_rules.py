@@ -155,6 +155,7 @@ def alter_column_type(table: ObjectName, command: Node, report: StatementReport)
     report.knowledge.columns.setdefault(table.key, {})[name] = new
     new_table = report.is_new(table)
     report.lock(table, LockMode.ACCESS_EXCLUSIVE, preexisting=not new_table)
+    advise_column_type(table, {**column, "colname": name}, report)  # the type it gets now
     if new_table:
         return
     change = classify_type_change(old, new, using=using)
