@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import os
 import secrets
 import signal
@@ -103,9 +104,29 @@ def start_all(extra_env: dict[str, str]) -> dict[str, subprocess.Popen[bytes]]:
         with (CACHE / "logs" / f"{name}.log").open("ab") as log:
             procs[name] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env,
-                stdout=log, stderr=log,
+                stdout=log, stderr=log, preexec_fn=_die_with_parent,
             )
     return procs
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+"""Looked up before any fork: the child between fork and exec only calls it."""
+
+
+def _die_with_parent() -> None:
+    """In each guardian, before it runs: SIGTERM when the launcher dies, however it dies.
+
+    The launcher stops its guardians itself on Ctrl-C or SIGTERM; this covers SIGKILL (a
+    CI job's timeout, the OOM killer), after which they would otherwise keep running,
+    holding their ports and consumer-group places. Linux only; elsewhere a no-op."""
+    if _PRCTL is None:
+        return
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() == 1:  # the launcher died before the prctl: nobody to stop us later
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def wait_ready(procs: dict[str, subprocess.Popen[bytes]], timeout_s: float) -> list[str]:
