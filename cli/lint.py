@@ -60,9 +60,12 @@ class LintArguments:
     one_change: bool = False
     transaction_per_file: bool = True
     down: bool = False
+    exclude: str = ""
+    """Rules to leave out of the report and the grade, comma-separated (squawk's --exclude)."""
 
 
-_VALUE_OPTIONS = {"--format": "output", "--pg-version": "pg_version", "--stats": "stats_file"}
+_VALUE_OPTIONS = {"--format": "output", "--pg-version": "pg_version", "--stats": "stats_file",
+                  "--exclude": "exclude"}
 _FLAGS = {"--one-change": ("one_change", True), "--no-one-change": ("one_change", False),
           "--transaction-per-file": ("transaction_per_file", True),
           "--no-transaction-per-file": ("transaction_per_file", False),
@@ -112,6 +115,8 @@ def plain_arguments(argv: list[str]) -> LintArguments | None:
             if not _CANONICAL_INT.fullmatch(value):
                 return None
             values[field] = int(value)
+        elif field == "exclude":
+            values[field] = value
         else:
             values[field] = Path(value)
     if not paths:
@@ -129,6 +134,7 @@ def run(arguments: LintArguments) -> int:
     from services.migration.domain.risk_policy import grade
 
     try:
+        excluded = excluded_rules(arguments.exclude)
         migrations = find_migrations(arguments.paths)
         table_stats = None
         if arguments.stats_file is not None:
@@ -149,6 +155,8 @@ def run(arguments: LintArguments) -> int:
         findings = analyse_migrations(migrations, options)
     else:
         findings = lint_migrations(migrations, options)
+    if excluded:
+        findings = [f for f in findings if f.rule not in excluded]
     unknown = [f for f in findings if f.rule == "unknown-suppression"]
     if unknown:
         for finding in unknown:
@@ -160,6 +168,22 @@ def run(arguments: LintArguments) -> int:
                   arguments.output]
     sys.stdout.write(render(findings, verdict))
     return 0 if verdict.risk == "low" else 1
+
+
+def excluded_rules(names: str) -> frozenset[str]:
+    """`--exclude`'s rule ids (squawk's spellings too); a UsageError naming an unknown one, or
+    one that cannot be left out (syntax errors, the shadow checks)."""
+    from services.migration.domain.rule_catalog import UNSUPPRESSIBLE, canonical
+
+    rules = set()
+    for name in filter(None, (part.strip() for part in names.split(","))):
+        rule_id = canonical(name)
+        if rule_id is None:
+            raise UsageError(f"--exclude: no rule is named `{name}` (see docs/rules.md)")
+        if rule_id in UNSUPPRESSIBLE:
+            raise UsageError(f"--exclude: `{name}` cannot be excluded")
+        rules.add(rule_id)
+    return frozenset(rules)
 
 
 def _error(message: str) -> None:
@@ -378,13 +402,16 @@ def register(app: "typer.Typer") -> None:
         down: Annotated[bool, typer.Option(
             help="Also lint down.sql scripts (as <migration>/down), with --one-change.")] =
             defaults.down,
+        exclude: Annotated[str, typer.Option(
+            help="Rules to leave out of the report and the grade, comma-separated "
+                 "(e.g. prefer-text-field,creating-enum).")] = defaults.exclude,
     ) -> None:
         """Lint SQL migrations: findings, the overall risk grade and what caused it.
 
         Example: guardians lint migrations/ --format json --stats prod-stats.json
         """
         raise typer.Exit(run(LintArguments(paths, output, pg_version, stats_file, one_change,
-                                           transaction_per_file, down)))
+                                           transaction_per_file, down, exclude)))
 
     app.command("lint")(lint)
     stats.register(app)
@@ -411,7 +438,8 @@ def render_rules_markdown() -> str:
         "one.",
         "",
         "Suppress with `-- guardians:ignore RULE[,RULE]` (next statement) or "
-        "`-- guardians:ignore-file RULE[,RULE]` (whole file). An unknown name is an "
+        "`-- guardians:ignore-file RULE[,RULE]` (whole file), or leave rules out of a whole "
+        "run with `guardians lint --exclude RULE[,RULE]`. An unknown name is an "
         "`unknown-suppression` error (`guardians lint` exits 2); `syntax-error` cannot be "
         "suppressed. squawk's spellings are accepted: "
         + ", ".join(f"`{a}` = `{r}`" for a, r in sorted(ALIASES.items())) + ".",

@@ -56,6 +56,46 @@ def test_an_unknown_suppression_is_a_usage_error_naming_file_and_line(tmp_path: 
     assert f"{path}:2" in result.output and "no-such-rule" in result.output
 
 
+@pytest.mark.parametrize("through_typer", [True, False])
+def test_excluded_rules_leave_the_report_and_the_grade(tmp_path: Path,
+                                                        through_typer: bool) -> None:
+    path = write(tmp_path, "a.sql", "ALTER TABLE t DROP COLUMN a;\nCREATE TABLE n (t timestamp);")
+    args = ["lint", str(path), "--format", "json", "--exclude",
+            "ban-drop-column, prefer-timestamp-tz"]  # squawk's spelling of prefer-timestamptz
+    if through_typer:
+        result = runner.invoke(app, args)
+        code, output = result.exit_code, result.output
+    else:  # the fast path `python -m cli.main lint` takes
+        from cli.lint import plain_arguments, run
+
+        arguments = plain_arguments(args[1:])
+        assert arguments is not None and arguments.exclude
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = run(arguments)
+        output = out.getvalue()
+    document = json.loads(output)
+    rules = {f["rule"] for f in document["findings"]}
+    assert "ban-drop-column" not in rules and "prefer-timestamptz" not in rules
+    assert "require-timeout-settings" in rules, "only the named rules go"
+    assert (code, document["risk"]) == (0, "low"), "the drop no longer grades it high"
+
+
+@pytest.mark.parametrize(("name", "why"), [("no-such-rule", "no rule is named"),
+                                           ("syntax-error", "cannot be excluded"),
+                                           ("rollback-failed", "cannot be excluded")])
+def test_excluding_an_unknown_or_unexcludable_rule_is_a_usage_error(
+    tmp_path: Path, name: str, why: str,
+) -> None:
+    path = write(tmp_path, "a.sql", "SELECT 1;")
+    result = runner.invoke(app, ["lint", str(path), "--exclude", name])
+    assert result.exit_code == 2
+    assert why in result.output and name in result.output
+
+
 def test_an_unreadable_stats_file_is_a_usage_error(tmp_path: Path) -> None:
     path = write(tmp_path, "a.sql", "SELECT 1;")
     stats = write(tmp_path, "stats.json", '{"tables": []}')
