@@ -229,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
               "\nLogs: .cache/logs/\n")
         bootstrap = os.environ.get("GUARDIANS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
         return asyncio.run(_run(bootstrap, procs, stay=not args.demo))
+    except KeyboardInterrupt:  # Ctrl-C while the guardians were still starting
+        print("\ninterrupted; stopping")
+        return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
         stop_all(procs)
         asyncio.run(teardown_demo(Path(env["GUARDIANS_CONFIG_FILE"])))
         print("stopped")

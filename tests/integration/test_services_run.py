@@ -90,3 +90,53 @@ async def test_five_guardians_start_hear_a_signed_change_and_stop_on_sigterm(
         codes = {name: proc.wait(timeout=30) for name, proc in procs.items()}
     assert codes == dict.fromkeys(SERVICES, 0), {n: logs[n].read_text()[-2000:] for n in SERVICES}
     assert '"msg": "stopped"' in logs["migration"].read_text()
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_make_run_stops_everything_on_ctrl_c_and_a_killed_launcher_leaves_nothing() -> None:
+    """`make run` is the launcher in the foreground: Ctrl-C (SIGINT to its process group, as
+    a terminal sends it) stops the guardians and the demo, and the launcher exits 0. A
+    launcher killed outright (SIGKILL: a CI timeout, the OOM killer) takes its guardians
+    with it instead of leaving them on their ports."""
+    ports = [SERVICE_PORTS[name] for name in (*SERVICES, "dashboard")]
+    assert not any(_listening(p) for p in ports), "a guardian is already running"
+    # Ctrl-C while the guardians are still starting, Ctrl-C once they all answer /readyz,
+    # and a SIGKILL of the launcher alone.
+    for signal_sent, ready in ((signal.SIGINT, False), (signal.SIGINT, True),
+                               (signal.SIGKILL, True)):
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "services.launcher"], cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while not all(_listening(p) and (not ready or _get(p, "/readyz")[0] == 200)
+                          for p in ports):
+                assert launcher.poll() is None, launcher.stdout.read() if launcher.stdout else ""
+                assert time.monotonic() < deadline, "the guardians did not start in 90 s"
+                time.sleep(0.5)
+            if signal_sent is signal.SIGINT:
+                os.killpg(launcher.pid, signal.SIGINT)  # the whole group, as a terminal does
+            else:
+                launcher.kill()  # the launcher alone: its guardians must follow it
+            output, _ = launcher.communicate(timeout=90)
+        finally:
+            if launcher.poll() is None:
+                os.killpg(launcher.pid, signal.SIGKILL)
+        if signal_sent is signal.SIGINT:
+            assert launcher.returncode == 0, output.decode()[-3000:]
+            assert b"stopped" in output
+        deadline = time.monotonic() + 30
+        while any(_listening(p) for p in ports) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not [p for p in ports if _listening(p)], f"left running after {signal_sent!r}"
+    # The demo app's instances outlive their deploy guardian by design (production keeps
+    # serving while a guardian restarts): after the SIGKILL nobody else stops them.
+    subprocess.run(["pkill", "-f", "python -m demo.app"], check=False)
