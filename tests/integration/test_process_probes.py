@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
 import os
 import random
 import socket
@@ -30,8 +31,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from schemas.events.health import CheckStatus
 from services.process.adapters import probes, system
-from services.process.domain.conditions import HttpObservation
+from services.process.domain.conditions import (
+    HttpObservation,
+    format_duration,
+    judge_http,
+    parse_condition,
+)
 from services.runtime.config import DependencyProbe, ExpectedPort, HttpProbe, TcpProbe
 
 pytestmark = pytest.mark.integration
@@ -225,15 +232,20 @@ async def test_run_bounded_abandons_a_task_that_ignores_cancellation_at_its_time
 # -- TLS certificates ------------------------------------------------------------------------
 
 
-def _self_signed(directory: Path, days: int) -> tuple[Path, Path]:
+def _self_signed(directory: Path, days: int, san: x509.GeneralName | None = None
+                 ) -> tuple[Path, Path]:
+    """A certificate expiring `days` from now (in the past if negative), valid since a day
+    before that or before now, whichever is earlier."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
+    not_after = now + dt.timedelta(days=days)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .not_valid_before(min(now, not_after) - dt.timedelta(days=1))
+            .not_valid_after(not_after)
+            .add_extension(x509.SubjectAlternativeName([san or x509.DNSName("localhost")]),
+                           False)
             .sign(key, hashes.SHA256()))
     cert_file, key_file = directory / "cert.pem", directory / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -282,6 +294,97 @@ async def test_an_unverifiable_certificate_fails_but_still_reports_its_expiry(tl
     assert obs.error is not None and "CERTIFICATE_VERIFY_FAILED" in obs.error
     assert obs.certificate_expires_in_s is not None
     assert 2 * 86400 < obs.certificate_expires_in_s <= 3 * 86400
+
+
+@contextlib.asynccontextmanager
+async def _https(cert_file: Path, key_file: Path) -> AsyncIterator[int]:
+    """An HTTPS server on 127.0.0.1 answering 200 on /healthz (404 elsewhere): its port."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            head = await reader.readuntil(b"\r\n\r\n")
+            found = head.split(b" ", 2)[1:2] == [b"/healthz"]
+            status = b"200 OK" if found else b"404 Not Found"
+            writer.write(b"HTTP/1.1 " + status
+                         + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 1)
+
+
+def _judge(obs: HttpObservation, *conditions: str) -> tuple[CheckStatus, str]:
+    """As the guardian judges an HTTP check (services.process.checks)."""
+    status, message, _ = judge_http([parse_condition(c) for c in conditions], [], obs)
+    return status, message
+
+
+async def test_a_self_signed_certificate_for_an_ip_is_judged_on_its_expiry(tmp_path: Path
+                                                                           ) -> None:
+    cert_file, key_file = _self_signed(
+        tmp_path, days=10, san=x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    ten_days = 10 * 86400
+    async with _https(cert_file, key_file) as port:
+        probe = HttpProbe(url=f"https://127.0.0.1:{port}/healthz")
+        # The guardian's own client does not trust it: no TLS connection, expiry read anyway.
+        untrusted = await probes.http_probe(probe, 3)
+        trusting = ssl.create_default_context(cafile=str(cert_file))
+        async with httpx.AsyncClient(verify=trusting, trust_env=False) as client:
+            trusted = await probes.http_probe(probe, 3, client)
+
+    assert not untrusted.connected and untrusted.status is None and untrusted.ip == "127.0.0.1"
+    assert untrusted.error is not None and "CERTIFICATE_VERIFY_FAILED" in untrusted.error
+    assert untrusted.certificate_expires_in_s is not None
+    assert ten_days - 60 < untrusted.certificate_expires_in_s < ten_days
+    status, message = _judge(untrusted, "[CERTIFICATE_EXPIRATION] > 1d")
+    assert status is CheckStatus.FAIL  # without a connection, as the condition module says
+    assert message.startswith("[CERTIFICATE_EXPIRATION] (not connected: ")
+
+    # Trusted (the certificate is its own CA, and its IP SAN matches): the same reading.
+    assert trusted.connected and trusted.status == 200 and trusted.error is None
+    assert trusted.body == b"ok" and trusted.ip == "127.0.0.1"
+    expires_in = trusted.certificate_expires_in_s
+    assert expires_in is not None and ten_days - 60 < expires_in < ten_days
+    status, message = _judge(trusted, "[STATUS] == 200", "[CERTIFICATE_EXPIRATION] > 30d")
+    assert status is CheckStatus.FAIL
+    shown = format_duration(expires_in * 1000)
+    assert shown.startswith("9d23h")
+    assert message == f"[CERTIFICATE_EXPIRATION] ({shown}) > 30d"
+    status, message = _judge(trusted, "[STATUS] == 200", "[CERTIFICATE_EXPIRATION] > 1d")
+    assert status is CheckStatus.PASS, message
+
+
+async def test_an_expired_certificate_reports_a_negative_expiry(tmp_path: Path) -> None:
+    cert_file, key_file = _self_signed(
+        tmp_path, days=-2, san=x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    two_days_ago = -2 * 86400
+    async with _https(cert_file, key_file) as port:
+        probe = HttpProbe(url=f"https://127.0.0.1:{port}/healthz")
+        trusting = ssl.create_default_context(cafile=str(cert_file))
+        async with httpx.AsyncClient(verify=trusting, trust_env=False) as client:
+            refused = await probes.http_probe(probe, 3, client)  # trusted, but expired
+        async with httpx.AsyncClient(verify=False, trust_env=False) as client:
+            unchecked = await probes.http_probe(probe, 3, client)
+
+    assert not refused.connected and refused.status is None
+    assert refused.error is not None and "certificate has expired" in refused.error
+    assert refused.certificate_expires_in_s is not None
+    assert two_days_ago - 60 < refused.certificate_expires_in_s < two_days_ago
+
+    assert unchecked.connected and unchecked.status == 200
+    expires_in = unchecked.certificate_expires_in_s
+    assert expires_in is not None and two_days_ago - 60 < expires_in < two_days_ago
+    status, message = _judge(unchecked, "[CERTIFICATE_EXPIRATION] > 0")
+    assert status is CheckStatus.FAIL
+    assert message == f"[CERTIFICATE_EXPIRATION] ({format_duration(expires_in * 1000)}) > 0"
+    assert message.startswith("[CERTIFICATE_EXPIRATION] (-2d")
 
 
 # -- TCP -------------------------------------------------------------------------------------
