@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import os
 import platform
-import random
 import resource
 import socket
 import subprocess
@@ -51,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from services.process.adapters.probes import http_probe  # noqa: E402
 from services.process.domain.conditions import judge_http, parse_condition  # noqa: E402
 from services.runtime.config import HttpProbe  # noqa: E402
+from tests.support.ports import free_ports  # noqa: E402
 
 CONDITIONS = ["[STATUS] == 200", "[RESPONSE_TIME] < 300"]
 WARMUP_S = 1.0
@@ -88,17 +88,6 @@ class Run:
 # -- demo instances ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    while True:
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-
-
 def _wait_listening(proc: subprocess.Popen[bytes], port: int, within_s: float = 15) -> None:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
@@ -116,7 +105,7 @@ def demo_instances(n: int) -> Iterator[list[str]]:
     started: list[tuple[subprocess.Popen[bytes], int]] = []
     try:
         for i in range(n):
-            port = _free_port()
+            port = free_ports(1)[0]
             argv = [sys.executable, "-m", "demo.app", "--port", str(port),
                     "--version", f"1.0.{i}"]
             started.append((subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL), port))

@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import ipaddress
 import os
-import random
 import socket
 import ssl
 import subprocess
@@ -40,23 +39,12 @@ from services.process.domain.conditions import (
     parse_condition,
 )
 from services.runtime.config import DependencyProbe, ExpectedPort, HttpProbe, TcpProbe
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 RELEASES = ROOT / "demo" / "releases"
-
-
-def _free_port() -> int:
-    """A port below the ephemeral range (an outgoing connection cannot take it meanwhile)."""
-    while True:
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 @dataclass
@@ -79,7 +67,7 @@ class Demo:
 
 
 def _start_demo(version: str, release: str | None = None) -> Demo:
-    port = _free_port()
+    port = free_ports(1)[0]
     argv = [sys.executable, "-m", "demo.app", "--port", str(port), "--version", version]
     if release is not None:
         argv += ["--release", str(RELEASES / release)]
@@ -255,9 +243,9 @@ def _self_signed(directory: Path, days: int, san: x509.GeneralName | None = None
     return cert_file, key_file
 
 
-@pytest.fixture
-async def tls_port(tmp_path: Path) -> AsyncIterator[int]:
-    """An HTTPS server whose self-signed certificate expires in 3 days."""
+@contextlib.asynccontextmanager
+async def _https(cert_file: Path, key_file: Path) -> AsyncIterator[int]:
+    """An HTTPS server on 127.0.0.1 answering 200 `ok` to any request: its port."""
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
             await reader.readuntil(b"\r\n\r\n")
@@ -266,7 +254,7 @@ async def tls_port(tmp_path: Path) -> AsyncIterator[int]:
         writer.close()
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*_self_signed(tmp_path, days=3))
+    context.load_cert_chain(cert_file, key_file)
     server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
     try:
         yield server.sockets[0].getsockname()[1]
@@ -274,6 +262,13 @@ async def tls_port(tmp_path: Path) -> AsyncIterator[int]:
         server.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), 1)
+
+
+@pytest.fixture
+async def tls_port(tmp_path: Path) -> AsyncIterator[int]:
+    """An HTTPS server whose self-signed certificate expires in 3 days."""
+    async with _https(*_self_signed(tmp_path, days=3)) as port:
+        yield port
 
 
 async def test_the_certificate_expiry_comes_from_the_connection_used(tls_port: int) -> None:
@@ -294,30 +289,6 @@ async def test_an_unverifiable_certificate_fails_but_still_reports_its_expiry(tl
     assert obs.error is not None and "CERTIFICATE_VERIFY_FAILED" in obs.error
     assert obs.certificate_expires_in_s is not None
     assert 2 * 86400 < obs.certificate_expires_in_s <= 3 * 86400
-
-
-@contextlib.asynccontextmanager
-async def _https(cert_file: Path, key_file: Path) -> AsyncIterator[int]:
-    """An HTTPS server on 127.0.0.1 answering 200 on /healthz (404 elsewhere): its port."""
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            head = await reader.readuntil(b"\r\n\r\n")
-            found = head.split(b" ", 2)[1:2] == [b"/healthz"]
-            status = b"200 OK" if found else b"404 Not Found"
-            writer.write(b"HTTP/1.1 " + status
-                         + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-            await writer.drain()
-        writer.close()
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.wait_closed(), 1)
 
 
 def _judge(obs: HttpObservation, *conditions: str) -> tuple[CheckStatus, str]:
@@ -393,7 +364,7 @@ async def test_an_expired_certificate_reports_a_negative_expiry(tmp_path: Path) 
 async def test_tcp_probe_on_an_open_and_a_closed_port(demos: dict[str, Demo]) -> None:
     ok, ms, message = await probes.tcp_probe(TcpProbe(port=demos["healthy"].port), 1)
     assert ok and ms is not None and ms >= 0 and "connected in" in message
-    closed = _free_port()
+    closed = free_ports(1)[0]
     ok, ms, message = await probes.tcp_probe(TcpProbe(port=closed), 1)
     assert not ok and ms is None
     assert f"127.0.0.1:{closed}" in message and "refused" in message.lower()
@@ -439,7 +410,7 @@ async def test_the_stacks_kafka_answers_a_metadata_request(bootstrap: str) -> No
 
 async def test_a_kafka_nobody_runs_fails_within_the_timeout(monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
-    monkeypatch.setenv("GUARDIANS_TEST_NO_KAFKA", f"127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("GUARDIANS_TEST_NO_KAFKA", f"127.0.0.1:{free_ports(1)[0]}")
     started = time.monotonic()
     ok, _, message = await probes.dependency_probe(
         DependencyProbe(kind="kafka", url_env="GUARDIANS_TEST_NO_KAFKA"), 2)
@@ -474,7 +445,7 @@ async def test_a_missing_environment_variable_is_a_failure_naming_it(
 
 def test_port_findings_against_a_real_listener(demos: dict[str, Demo]) -> None:
     demo = demos["healthy"]
-    unused = _free_port()
+    unused = free_ports(1)[0]
     found = system.listeners([demo.port, unused])
     assert [p.pid for p in found[demo.port]] == [demo.proc.pid]
     assert found[unused] == []
