@@ -439,29 +439,19 @@ def _no_cyclic_gc() -> Iterator[None]:
 async def read(bootstrap: str, selector: Selector, topics: Sequence[str] | None = None
                ) -> Replay:
     """Read the selected events from the broker, without a group; raises ReplayError."""
-    import asyncio
-
-    from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
-    started = time.monotonic()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest", client_id="guardians-replay",
-        request_timeout_ms=int(CONNECT_TIMEOUT_S * 1000),
-        # Smaller fetches than aiokafka's 50 MB: over 200,000 events the same speed with
-        # half the peak memory (bench/replay.py).
-        fetch_max_bytes=FETCH_MAX_BYTES, max_poll_records=2_000,
-    )
-    try:
-        from cli.topic_reader import cluster_layout
+    from cli.topic_reader import ReadError, start_consumer
 
-        layout = await cluster_layout(bootstrap)
-        await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
-    except (KafkaError, OSError, TimeoutError) as exc:
-        await consumer.stop()
-        raise ReplayError(f"cannot reach Kafka at {bootstrap}: {exc or type(exc).__name__}"
-                          ) from exc
+    started = time.monotonic()
+    try:
+        consumer, layout = await start_consumer(
+            bootstrap, "guardians-replay",
+            # Smaller fetches than aiokafka's 50 MB: over 200,000 events the same speed with
+            # half the peak memory (bench/replay.py).
+            fetch_max_bytes=FETCH_MAX_BYTES, max_poll_records=2_000)
+    except ReadError as exc:
+        raise ReplayError(str(exc)) from exc
     reader = _Reader(consumer, selector)
     try:
         with _no_cyclic_gc():

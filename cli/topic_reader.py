@@ -219,14 +219,18 @@ class Assigned:
     """Topics asked for that the broker does not have (yet)."""
 
 
-async def _assign(bootstrap: str, topics: Sequence[str]) -> Assigned:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def start_consumer(bootstrap: str, client_id: str, **options: Any
+                         ) -> tuple[Any, dict[str, list[int]]]:
+    """A started group-less consumer reading from the earliest offset, and the cluster's
+    topic layout; ReadError naming the broker when it cannot be reached. `options` go to
+    AIOKafkaConsumer (fetch sizes...)."""
+    from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest", client_id="guardians-cli",
-        request_timeout_ms=int(CONNECT_TIMEOUT_S * 1000),
+        auto_offset_reset="earliest", client_id=client_id,
+        request_timeout_ms=int(CONNECT_TIMEOUT_S * 1000), **options,
     )
     try:
         layout = await cluster_layout(bootstrap)
@@ -235,6 +239,13 @@ async def _assign(bootstrap: str, topics: Sequence[str]) -> Assigned:
         await consumer.stop()
         raise ReadError(f"cannot reach Kafka at {bootstrap}: {exc or type(exc).__name__}"
                         ) from exc
+    return consumer, layout
+
+
+async def _assign(bootstrap: str, topics: Sequence[str]) -> Assigned:
+    from aiokafka import TopicPartition
+
+    consumer, layout = await start_consumer(bootstrap, "guardians-cli")
     partitions = [TopicPartition(t, p) for t in topics for p in layout.get(t, ())]
     if partitions:
         consumer.assign(partitions)
