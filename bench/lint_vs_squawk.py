@@ -56,8 +56,12 @@ def instructions(cmd: list[str]) -> int:
     return int(found[1])
 
 
+GUARDIANS = ROOT / ".venv" / "bin" / "guardians"
+
+
 def ours(paths: list[Path]) -> list[str]:
-    return [PY, "-m", "cli.main", "lint", *map(str, paths), "--format", "json"]
+    """The `guardians` command as installed (`make venv`), like squawk's own executable."""
+    return [str(GUARDIANS), "lint", *map(str, paths), "--format", "json"]
 
 
 def squawk(paths: list[Path]) -> list[str]:

@@ -19,49 +19,65 @@ is what `python -m cli.main lint` does (`cli.main.main`). Anything it does not r
 # globals, which do not hold typer). Names only imported for type checking are quoted.
 
 import errno
-import json
 import os
-import re
 import stat
 import sys
-from dataclasses import dataclass, replace
-from enum import StrEnum
-from json.encoder import encode_basestring_ascii as _json_string
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
 
+TYPE_CHECKING = False  # `typing` costs more to import than a small lint run takes
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import typer
 
-    from services.migration.domain.change_analysis import Migration
     from services.migration.domain.findings import Finding
+    from services.migration.domain.migration_files import Migration
     from services.migration.domain.risk_policy import Grade
+    from services.migration.domain.table_stats import TableStats
 
 
-class OutputFormat(StrEnum):
-    TEXT = "text"
-    JSON = "json"
-    SARIF = "sarif"
-    GITHUB = "github"
+FORMATS = ("text", "json", "sarif", "github")
+"""`--format`'s values (typer's choice is the enum `register` builds from them; `enum` is not
+imported on the plain command line's path)."""
 
 
 class UsageError(Exception):
     """Bad input on the command line; the message names the input and the fix."""
 
 
-@dataclass(frozen=True)
 class LintArguments:
-    """`guardians lint`'s command line, read (the defaults are the command's)."""
+    """`guardians lint`'s command line, read (the defaults are the command's). Paths are the
+    text given (typer's `Path`s as `str`): `find_migrations` reads them as pathlib does."""
 
-    paths: list[Path]
-    output: OutputFormat = OutputFormat.TEXT
-    pg_version: int = 18
-    stats_file: Path | None = None
-    one_change: bool = False
-    transaction_per_file: bool = True
-    down: bool = False
-    exclude: str = ""
-    """Rules to leave out of the report and the grade, comma-separated (squawk's --exclude)."""
+    __slots__ = ("paths", "output", "pg_version", "stats_file",  # noqa: RUF023 -- the order
+                 "one_change", "transaction_per_file", "down", "exclude")  # of __init__
+
+    def __init__(self, paths: "list[str]", output: str = "text",
+                 pg_version: int = 18, stats_file: "str | None" = None,
+                 one_change: bool = False, transaction_per_file: bool = True,
+                 down: bool = False, exclude: str = "") -> None:
+        self.paths = paths
+        self.output = output
+        self.pg_version = pg_version
+        self.stats_file = stats_file
+        self.one_change = one_change
+        self.transaction_per_file = transaction_per_file
+        self.down = down
+        self.exclude = exclude
+        """Rules to leave out of the report and the grade, comma-separated (squawk's
+        --exclude)."""
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LintArguments) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(tuple(map(repr, self._fields())))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"LintArguments({fields})"
 
 
 _VALUE_OPTIONS = {"--format": "output", "--pg-version": "pg_version", "--stats": "stats_file",
@@ -70,10 +86,15 @@ _FLAGS = {"--one-change": ("one_change", True), "--no-one-change": ("one_change"
           "--transaction-per-file": ("transaction_per_file", True),
           "--no-transaction-per-file": ("transaction_per_file", False),
           "--down": ("down", True), "--no-down": ("down", False)}
-_CANONICAL_INT = re.compile(r"0|[1-9][0-9]{0,8}")
 
 
-def plain_arguments(argv: list[str]) -> LintArguments | None:
+def _canonical_int(value: str) -> bool:
+    """`0|[1-9][0-9]{0,8}`: an int typer reads the same way."""
+    return value == "0" or (value.isascii() and value.isdigit() and value[0] != "0"
+                            and len(value) <= 9)
+
+
+def plain_arguments(argv: "list[str]") -> "LintArguments | None":
     """`guardians lint`'s arguments (after `lint`) read without typer, or None to let typer
     read them.
 
@@ -84,14 +105,14 @@ def plain_arguments(argv: list[str]) -> LintArguments | None:
     """
     if any(key.endswith("_COMPLETE") for key in os.environ):
         return None
-    paths: list[Path] = []
-    values: dict[str, Any] = {}
+    paths: list[str] = []
+    values: dict[str, object] = {}
     tokens = iter(argv)
     for token in tokens:
         if not token.startswith("-"):
             if not token:
                 return None
-            paths.append(Path(token))
+            paths.append(token)
             continue
         name, equals, value = token.partition("=")
         if name in _FLAGS and not equals:
@@ -108,33 +129,44 @@ def plain_arguments(argv: list[str]) -> LintArguments | None:
         if not value or value.startswith("-"):
             return None
         if field == "output":
-            if value not in {f.value for f in OutputFormat}:
+            if value not in FORMATS:
                 return None
-            values[field] = OutputFormat(value)
+            values[field] = value
         elif field == "pg_version":
-            if not _CANONICAL_INT.fullmatch(value):
+            if not _canonical_int(value):
                 return None
             values[field] = int(value)
-        elif field == "exclude":
-            values[field] = value
         else:
-            values[field] = Path(value)
+            values[field] = value
     if not paths:
         return None
-    return replace(LintArguments(paths), **values)
+    return LintArguments(paths, **values)  # type: ignore[arg-type]
 
 
 def run(arguments: LintArguments) -> int:
     """Lint, print the report to stdout (usage errors to stderr); the exit code."""
-    from services.migration.domain.change_analysis import (
-        AnalysisOptions,
-        analyse_migrations,
-        lint_migrations,
-    )
-    from services.migration.domain.risk_policy import grade
+    from services.migration.domain import native_sql
 
     try:
         excluded = excluded_rules(arguments.exclude)
+    except UsageError as error:
+        _error(f"error: {error}")
+        return 2
+    if (arguments.output == "json" and arguments.stats_file is None
+            and native_sql.enabled()):
+        # From finding the files to the report's text in the native module: no Python object
+        # per migration or finding. None: a usage error, which the code below reports.
+        done = native_sql.lint_paths(
+            arguments.paths, pg_version=arguments.pg_version,
+            transaction_per_file=arguments.transaction_per_file,
+            one_change=arguments.one_change, down=arguments.down, excluded=excluded)
+        if done is not None:
+            risk, text, unknown = done
+            if unknown:
+                return _unknown_suppressions(unknown)
+            sys.stdout.write(text)
+            return 0 if risk == "low" else 1
+    try:
         migrations = find_migrations(arguments.paths)
         table_stats = None
         if arguments.stats_file is not None:
@@ -148,6 +180,18 @@ def run(arguments: LintArguments) -> int:
     except UsageError as error:
         _error(f"error: {error}")
         return 2
+    return _lint(arguments, migrations, excluded, table_stats)
+
+
+def _lint(arguments: LintArguments, migrations: "list[Migration]", excluded: frozenset[str],
+          table_stats: "TableStats | None") -> int:
+    from services.migration.domain.change_analysis import (
+        AnalysisOptions,
+        analyse_migrations,
+        lint_migrations,
+    )
+    from services.migration.domain.risk_policy import grade
+
     options = AnalysisOptions(pg_version=arguments.pg_version,
                               transaction_per_file=arguments.transaction_per_file,
                               lint_down_scripts=arguments.down, report_missing_down=False)
@@ -159,20 +203,26 @@ def run(arguments: LintArguments) -> int:
         findings = [f for f in findings if f.rule not in excluded]
     unknown = [f for f in findings if f.rule == "unknown-suppression"]
     if unknown:
-        for finding in unknown:
-            _error(f"error: {finding.file}:{finding.line}: {finding.message}. {finding.fix}")
-        return 2
+        return _unknown_suppressions(unknown)
     verdict = grade(findings, stats=table_stats)
-    render = {OutputFormat.TEXT: render_text, OutputFormat.JSON: render_json,
-              OutputFormat.SARIF: render_sarif, OutputFormat.GITHUB: render_github}[
-                  arguments.output]
+    render = {"text": render_text, "json": render_json, "sarif": render_sarif,
+              "github": render_github}[arguments.output]
     sys.stdout.write(render(findings, verdict))
     return 0 if verdict.risk == "low" else 1
+
+
+def _unknown_suppressions(unknown: "list[Finding]") -> int:
+    """A suppression naming no rule is a usage error: each on stderr, exit 2."""
+    for finding in unknown:
+        _error(f"error: {finding.file}:{finding.line}: {finding.message}. {finding.fix}")
+    return 2
 
 
 def excluded_rules(names: str) -> frozenset[str]:
     """`--exclude`'s rule ids (squawk's spellings too); a UsageError naming an unknown one, or
     one that cannot be left out (syntax errors, the shadow checks)."""
+    if not names.strip(", \t\n"):
+        return frozenset()
     from services.migration.domain.rule_catalog import UNSUPPRESSIBLE, canonical
 
     rules = set()
@@ -192,11 +242,13 @@ def _error(message: str) -> None:
     sys.stderr.flush()
 
 
-def find_migrations(paths: list[Path]) -> "list[Migration]":
-    from services.migration.domain.change_analysis import Migration
+def find_migrations(paths: "list[str]") -> "list[Migration]":
+    from pathlib import Path
+
+    from services.migration.domain.migration_files import Migration
 
     migrations = []
-    for path in paths:
+    for path in map(Path, paths):
         if path.is_file():
             if path.suffix != ".sql":
                 raise UsageError(f"{path} is not a .sql file: pass .sql files or migration "
@@ -213,11 +265,11 @@ def find_migrations(paths: list[Path]) -> "list[Migration]":
     return migrations
 
 
-def _migrations_in(folder: Path | str) -> "list[Migration]":
+def _migrations_in(folder: "Path | str") -> "list[Migration]":
     """What `Path.is_file`, `Path.iterdir` and `/` find, done on strings with `os` (the
     rules below are pathlib's): for a few hundred migrations, pathlib's objects cost more
     than the reads."""
-    from services.migration.domain.change_analysis import Migration
+    from services.migration.domain.migration_files import Migration
 
     folder = str(folder)
     up = _child(folder, "up.sql")
@@ -258,7 +310,7 @@ def _mode(path: str) -> int:
         return 0
 
 
-def _read(path: Path | str) -> str:
+def _read(path: "Path | str") -> str:
     try:
         with open(path, encoding="utf-8") as file:  # noqa: PTH123 -- as Path.read_text
             return file.read()
@@ -276,6 +328,8 @@ def render_json(findings: "list[Finding]", verdict: "Grade") -> str:
     escaping each distinct string once halves the time for a few thousand findings. Enum
     members are `str`s, escaped as their values.
     """
+    from json.encoder import encode_basestring_ascii as _json_string
+
     escaped: dict[str, str] = {}
 
     def string(value: str | None) -> str:
@@ -329,6 +383,8 @@ _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
 
 def render_sarif(findings: "list[Finding]", verdict: "Grade") -> str:
+    import json
+
     from services.migration.domain.rule_catalog import RULES
 
     used = sorted({f.rule for f in findings})
@@ -379,20 +435,26 @@ def render_github(findings: "list[Finding]", verdict: "Grade") -> str:
 
 
 def register(app: "typer.Typer") -> None:
+    from enum import StrEnum
+    from pathlib import Path
+    from typing import Annotated
+
     import typer
 
     from cli import stats
 
+    output_format = StrEnum("OutputFormat", {f.upper(): f for f in FORMATS})  # type: ignore[misc]
     defaults = LintArguments([])
+    default_output = output_format(defaults.output)
 
     def lint(
         paths: Annotated[list[Path], typer.Argument(help="SQL files or migration directories.")],
-        output: Annotated[OutputFormat, typer.Option("--format", help="Report format.")] =
-            defaults.output,
+        output: Annotated[output_format, typer.Option(
+            "--format", help="Report format.")] = default_output,
         pg_version: Annotated[int, typer.Option(help="Target PostgreSQL major version.")] =
             defaults.pg_version,
         stats_file: Annotated[Path | None, typer.Option(
-            "--stats", help="Table sizes from `guardians stats dump`.")] = defaults.stats_file,
+            "--stats", help="Table sizes from `guardians stats dump`.")] = None,
         one_change: Annotated[bool, typer.Option(
             help="Grade all inputs as one change (objects created in earlier files are new).")]
             = defaults.one_change,
@@ -410,8 +472,10 @@ def register(app: "typer.Typer") -> None:
 
         Example: guardians lint migrations/ --format json --stats prod-stats.json
         """
-        raise typer.Exit(run(LintArguments(paths, output, pg_version, stats_file, one_change,
-                                           transaction_per_file, down, exclude)))
+        raise typer.Exit(run(LintArguments(
+            [str(path) for path in paths], output, pg_version,
+            None if stats_file is None else str(stats_file), one_change, transaction_per_file,
+            down, exclude)))
 
     app.command("lint")(lint)
     stats.register(app)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # importing `typing` costs more than a small `guardians lint` run
 
 if TYPE_CHECKING:
     import typer

@@ -7,11 +7,12 @@ configuration, dependency and infrastructure diffs, as one list of findings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from schemas.events.enums import Severity
+from services.migration.domain import native_sql
 from services.migration.domain.change_state import SchemaKnowledge
 from services.migration.domain.config_changes import ConfigDiffLike, analyse_config_diffs
 from services.migration.domain.dependency_changes import (
@@ -48,15 +49,6 @@ class ChangeLike(Protocol):
 
 
 @dataclass(frozen=True)
-class Migration:
-    """A migration read from disk (`ChangeSubmitted` carries `MigrationScript`s)."""
-
-    name: str
-    up_sql: str
-    down_sql: str | None = None
-
-
-@dataclass(frozen=True)
 class AnalysisOptions:
     pg_version: int = 18
     transaction_per_file: bool = True
@@ -77,7 +69,7 @@ def analyse_migrations(
 ) -> list[Finding]:
     """One change's migrations, after `history` (already applied: read for the schema only)."""
     options = options or AnalysisOptions()
-    analysis = SqlAnalysis(options.sql, _learn(history, options))
+    analysis = new_sql_analysis(options, history)
     analysis.analyse(SqlFile(m.name, m.up_sql) for m in migrations)
     analysis.end_change()
     if options.lint_down_scripts:
@@ -97,7 +89,7 @@ def lint_migrations(migrations: Sequence[MigrationLike],
     options = options or AnalysisOptions()
     if one_change:
         return analyse_migrations(migrations, options)
-    analysis = SqlAnalysis(options.sql)
+    analysis = new_sql_analysis(options)
     for migration in migrations:
         analysis.new_change()
         analysis.analyse_file(SqlFile(migration.name, migration.up_sql))
@@ -115,6 +107,26 @@ def analyse_change(change: ChangeLike, options: AnalysisOptions | None = None,
     findings += analyse_infrastructure_plans(change.infrastructure_plans,
                                              options.stateful_resource_types)
     return findings
+
+
+class SqlAnalysisLike(Protocol):
+    """`SqlAnalysis`, or the native module's twin of it (`native_sql.NativeAnalysis`)."""
+
+    @property
+    def findings(self) -> list[Finding]: ...
+    def analyse(self, files: Iterable[SqlFile]) -> list[Finding]: ...
+    def analyse_file(self, file: SqlFile) -> None: ...
+    def new_change(self) -> None: ...
+    def end_change(self) -> None: ...
+
+
+def new_sql_analysis(options: AnalysisOptions,
+                     history: Sequence[MigrationLike] = ()) -> SqlAnalysisLike:
+    """The native analysis when it is built (`native_sql.enabled`), else the Python one;
+    either has read `history` for the schema only."""
+    if native_sql.enabled():
+        return native_sql.NativeAnalysis(options.sql, (SqlFile(m.name, m.up_sql) for m in history))
+    return SqlAnalysis(options.sql, _learn(history, options))
 
 
 def _learn(history: Sequence[MigrationLike], options: AnalysisOptions) -> SchemaKnowledge:

@@ -21,8 +21,9 @@ is this module's (`Token`, the same fields as pglast's).
 from __future__ import annotations
 
 import ctypes
-from importlib.machinery import EXTENSION_SUFFIXES, PathFinder
 from typing import Any, NamedTuple
+
+from services.migration.domain import pg_library
 
 __all__ = ["ParseError", "Token", "parse_sql_json", "scan"]
 
@@ -96,23 +97,16 @@ class _Library:
             function("pg_query_keyword_kind_name", ctypes.c_char_p, ctypes.c_int))
 
 
-def _load() -> _Library | None:
-    """pglast's parser extension, found as the import system would find it (without
-    importing the `pglast` package), or None."""
+def _load(path: str | None) -> _Library | None:
+    if path is None:
+        return None
     try:
-        package = PathFinder.find_spec("pglast")
-        if package is None or not package.submodule_search_locations:
-            return None
-        spec = PathFinder.find_spec("pglast.parser", list(package.submodule_search_locations))
-        origin = spec.origin if spec is not None else None
-        if origin is None or not origin.endswith(tuple(EXTENSION_SUFFIXES)):
-            return None
-        return _Library(origin)
+        return _Library(path)
     except (OSError, AttributeError):  # not loadable, or a symbol is missing
         return None
 
 
-_LIBRARY = _load()
+_LIBRARY = _load(pg_library.PATH)
 
 
 def parse_sql_json(sql: str) -> str:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from services.migration.domain.change_analysis import (
-    AnalysisOptions,
-    Migration,
-    analyse_migrations,
-)
+from services.migration.domain.change_analysis import AnalysisOptions, analyse_migrations
 from services.migration.domain.findings import Finding
+from services.migration.domain.migration_files import Migration
 
 
 def lint_sql(*files: str, pg_version: int = 18, transaction_per_file: bool = True,

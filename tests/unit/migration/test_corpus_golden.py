@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from cli import lint
+from services.migration.domain import native_sql
 
 ROOT = Path(__file__).resolve().parents[3]
 CORPUS = ROOT.parent / "shared" / "corpus" / "migrations"
@@ -52,8 +53,14 @@ def lint_corpus(argv: list[str]) -> dict[str, object]:
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason=f"no corpus at {CORPUS}")
+@pytest.mark.parametrize("engine", ["native", "python"])
 @pytest.mark.parametrize("name", COMMANDS)
-def test_the_corpus_reports_are_the_golden_ones(name: str) -> None:
+def test_the_corpus_reports_are_the_golden_ones(name: str, engine: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both analyses write the golden bytes: the native module from finding the files to the
+    report's text (`native_sql.lint_paths`), and the Python one (the reference), which the
+    conftest also runs the native analysis beside, finding by finding."""
+    monkeypatch.setenv(native_sql.ENGINE_VARIABLE, engine)
     golden = json.loads(GOLDEN.read_text())[name]
     got = lint_corpus(COMMANDS[name])
     assert got["rules"] == golden["rules"]

@@ -22,8 +22,8 @@ from cli import lint
 from cli.main import app
 from schemas.events.enums import LockMode, RiskLevel, Severity
 from services.migration.domain import pg_parser
-from services.migration.domain.change_analysis import Migration
 from services.migration.domain.findings import Effect, Finding
+from services.migration.domain.migration_files import Migration
 from services.migration.domain.risk_policy import Grade
 from services.migration.domain.sql_analysis import WANTED
 from services.migration.domain.sql_nodes import unwrap
@@ -282,9 +282,9 @@ def test_a_migration_directory_is_read_as_pathlib_reads_it(
     (root / "006_link.sql").symlink_to(root / "003.sql")
     (root / "007_broken.sql").symlink_to(root / "missing.sql")
     (root / "008_loop.sql").symlink_to(root / "008_loop.sql")
-    assert lint.find_migrations([root]) == _migrations_reference(root)
-    assert lint.find_migrations([Path(f"{root}/")]) == _migrations_reference(root)
+    assert lint.find_migrations([str(root)]) == _migrations_reference(root)
+    assert lint.find_migrations([f"{root}/"]) == _migrations_reference(root)
     monkeypatch.chdir(root)
-    assert lint.find_migrations([Path(".")]) == _migrations_reference(Path("."))
+    assert lint.find_migrations(["."]) == _migrations_reference(Path("."))
     monkeypatch.chdir(tmp_path)
-    assert lint.find_migrations([Path("m")]) == _migrations_reference(Path("m"))
+    assert lint.find_migrations(["m"]) == _migrations_reference(Path("m"))

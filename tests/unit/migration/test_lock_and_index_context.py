@@ -4,7 +4,8 @@ answer depends on what the rest of the file or change does."""
 
 from __future__ import annotations
 
-from services.migration.domain.change_analysis import AnalysisOptions, Migration, lint_migrations
+from services.migration.domain.change_analysis import AnalysisOptions, lint_migrations
+from services.migration.domain.migration_files import Migration
 from tests.unit.migration.helpers import lint_sql
 
 HISTORY = ("CREATE TABLE t (id bigint PRIMARY KEY, a int);",

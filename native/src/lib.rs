@@ -1,0 +1,132 @@
+//! The migration guardian's static SQL analysis, native.
+//!
+//! A port of services/migration/domain's SQL rules (the Python modules stay the reference:
+//! `tests/unit/migration` runs every case through both and requires the same findings, and the
+//! golden corpus reports hold both to the same bytes). Module names follow the Python ones.
+
+pub mod analysis;
+pub mod column_types;
+pub mod default_values;
+pub mod files;
+pub mod findings;
+pub mod nodes;
+pub mod pg;
+pub mod pytext;
+mod pytext_tables;
+pub mod rules;
+pub mod source;
+pub mod state;
+pub mod suppressions;
+pub mod report;
+mod rule_table;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::IntoPyObjectExt;
+
+use crate::analysis::{SqlAnalysis, SqlFile, SqlOptions};
+use crate::findings::{Catalog, Finding};
+
+/// One finding as Python's `Finding` fields, in order (kind left out: always `database`):
+/// rule, severity, message, effect, file, line, column, statement, target, fix, lock,
+/// preexisting, rollback.
+fn as_tuple<'py>(py: Python<'py>, f: &Finding) -> PyResult<Bound<'py, PyTuple>> {
+    let items: [PyObject; 13] = [
+        f.rule.as_str().into_py_any(py)?, f.severity.as_str().into_py_any(py)?,
+        f.message.as_str().into_py_any(py)?, f.effect.as_str().into_py_any(py)?,
+        f.file.as_deref().into_py_any(py)?, f.line.into_py_any(py)?, f.column.into_py_any(py)?,
+        f.statement.as_deref().into_py_any(py)?, f.target.as_deref().into_py_any(py)?,
+        f.fix.as_deref().into_py_any(py)?, f.lock.map(|l| l.as_str()).into_py_any(py)?,
+        f.preexisting.into_py_any(py)?, f.rollback.into_py_any(py)?,
+    ];
+    PyTuple::new(py, items)
+}
+
+/// `SqlAnalysis` for Python: feed it files in apply order, read the findings.
+#[pyclass(unsendable, module = "services.migration.domain._native")]
+struct Analysis {
+    inner: SqlAnalysis,
+}
+
+#[pymethods]
+impl Analysis {
+    #[new]
+    fn new(pg_version: i64, transaction_per_file: bool) -> Self {
+        let options = SqlOptions { pg_version, transaction_per_file };
+        Analysis { inner: SqlAnalysis::new(options, Arc::new(Catalog::builtin())) }
+    }
+
+    fn analyse_file(&mut self, name: String, sql: String, rollback: bool) {
+        self.inner.analyse_file(&SqlFile { name, sql, rollback });
+    }
+
+    fn new_change(&mut self) {
+        self.inner.new_change();
+    }
+
+    fn end_change(&mut self) {
+        self.inner.end_change();
+    }
+
+    /// After reading the history (already applied migrations): keep what was learnt of the
+    /// schema, start the change with no findings, a new scope and a new session.
+    fn start_after_history(&mut self) {
+        self.inner.forget_findings();
+        self.inner.scope = Default::default();
+        self.inner.session = Default::default();
+    }
+
+    fn findings<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.inner.findings.iter().map(|f| as_tuple(py, f)).collect()
+    }
+
+    fn finding_count(&self) -> usize {
+        self.inner.findings.len()
+    }
+}
+
+/// `guardians lint --format json` over the migrations under `paths` (found and read here, as
+/// `cli.lint` would): (risk, the report, unknown suppressions as findings, which make it a
+/// usage error and the report empty),
+/// or None where `cli.lint` would stop with a usage error: it then runs and reports it.
+#[pyfunction]
+#[pyo3(signature = (paths, pg_version, transaction_per_file, one_change, down, excluded))]
+#[allow(clippy::type_complexity)]
+fn lint_paths<'py>(
+    py: Python<'py>, paths: Vec<String>, pg_version: i64, transaction_per_file: bool,
+    one_change: bool, down: bool, excluded: HashSet<String>,
+) -> PyResult<Option<(&'static str, String, Vec<Bound<'py, PyTuple>>)>> {
+    let options = SqlOptions { pg_version, transaction_per_file };
+    let mode = report::LintMode { one_change, down };
+    let done = py.allow_threads(|| {
+        let paths: Vec<String> = paths.iter().map(|p| files::path_text(p)).collect();
+        let migrations = files::find_migrations(&paths)?;
+        Some(report::lint_json(&migrations, options, mode, Arc::new(Catalog::builtin()), &excluded))
+    });
+    let Some(done) = done else { return Ok(None) };
+    let unknown = done.unknown.iter().map(|f| as_tuple(py, f)).collect::<PyResult<_>>()?;
+    Ok(Some((done.risk.as_str(), done.text, unknown)))
+}
+
+/// Open libpg_query (pglast's parser extension module, by path).
+#[pyfunction]
+fn load_parser(path: &str) -> PyResult<()> {
+    pg::load(path).map_err(PyRuntimeError::new_err)
+}
+
+#[pymodule]
+fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<Analysis>()?;
+    module.add_function(wrap_pyfunction!(load_parser, module)?)?;
+    module.add_function(wrap_pyfunction!(lint_paths, module)?)?;
+    Ok(())
+}
+
+/// The analysis builds and frees many small values (parse trees, messages) on three threads:
+/// mimalloc's thread-local heaps, not glibc's arena locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

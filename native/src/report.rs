@@ -1,0 +1,313 @@
+//! `guardians lint --format json` without a Python object per finding: the files are parsed
+//! on two threads while the rules run on a third (the parser is most of the time), then the
+//! findings are put in reading order (`change_analysis.in_reading_order`), graded
+//! (`risk_policy.grade`, default policy, no table statistics) and written as
+//! `cli.lint.render_json` writes them, byte for byte.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+use crate::analysis::{SqlAnalysis, SqlFile, SqlOptions};
+use crate::findings::{Catalog, Effect, Finding};
+use crate::source::{read_script, Script};
+
+/// One migration of the lint: its name, up script and down script.
+pub struct Migration {
+    pub name: String,
+    pub up: String,
+    pub down: Option<String>,
+}
+
+/// How `guardians lint` reads the migrations (`change_analysis.lint_migrations` /
+/// `analyse_migrations`).
+#[derive(Clone, Copy)]
+pub struct LintMode {
+    /// All migrations are one change (else each is its own, the ones before it applied).
+    pub one_change: bool,
+    /// With `one_change`: the down scripts too, in rollback order.
+    pub down: bool,
+}
+
+/// The files in analysis order, and where each change starts.
+fn plan(migrations: &[Migration], mode: LintMode) -> Vec<(SqlFile, bool)> {
+    let mut files = Vec::new();
+    for m in migrations {
+        let file = SqlFile { name: m.name.clone(), sql: m.up.clone(), rollback: false };
+        files.push((file, !mode.one_change));
+    }
+    if mode.one_change && mode.down {
+        for m in migrations.iter().rev() {
+            if let Some(down) = &m.down {
+                let file = SqlFile { name: format!("{}/down", m.name), sql: down.clone(), rollback: true };
+                files.push((file, false));
+            }
+        }
+    }
+    files
+}
+
+/// Parse `files` on two threads, in order: receivers for the even and the odd files.
+fn parse_ahead<'s>(
+    scope: &'s std::thread::Scope<'s, '_>, files: &'s [(SqlFile, bool)],
+) -> [Receiver<Script>; 2] {
+    std::array::from_fn(|worker| {
+        let (sender, receiver) = sync_channel::<Script>(8);
+        scope.spawn(move || {
+            for (file, _) in files.iter().skip(worker).step_by(2) {
+                if sender.send(read_script(&file.sql)).is_err() {
+                    break;
+                }
+            }
+        });
+        receiver
+    })
+}
+
+/// The findings of `guardians lint` over `migrations`, in reading order.
+pub fn lint(migrations: &[Migration], options: SqlOptions, mode: LintMode, catalog: Arc<Catalog>) -> Vec<Finding> {
+    let files = plan(migrations, mode);
+    let mut analysis = SqlAnalysis::new(options, catalog);
+    std::thread::scope(|scope| {
+        let parsed = parse_ahead(scope, &files);
+        let ups = migrations.len();
+        for (index, (file, new_change)) in files.iter().enumerate() {
+            if *new_change {
+                analysis.new_change();
+            }
+            let script = parsed[index % 2].recv().unwrap_or_else(|_| read_script(&file.sql));
+            analysis.analyse_script(file, &script);
+            if mode.one_change && index + 1 == ups {
+                analysis.end_change();
+            }
+        }
+        if !mode.one_change || files.is_empty() {
+            analysis.end_change();
+        }
+    });
+    let names: Vec<&str> = migrations.iter().map(|m| m.name.as_str()).collect();
+    in_reading_order(analysis.findings, &names)
+}
+
+/// Up scripts in order, then down scripts; by line within a file (stable otherwise).
+pub fn in_reading_order(mut findings: Vec<Finding>, names: &[&str]) -> Vec<Finding> {
+    let position: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    findings.sort_by_cached_key(|finding| {
+        let file = finding.file.as_deref().unwrap_or("");
+        let down = file.ends_with("/down");
+        let stem = if down { &file[..file.len() - 5] } else { file };
+        let index = position.get(stem).copied().unwrap_or(names.len());
+        (down, index, finding.line.unwrap_or(0), finding.column.unwrap_or(0))
+    });
+    findings
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RiskLevel {
+    Low,
+    Medium,
+    High,
+    Blocked,
+}
+
+impl RiskLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::Low => "low",
+            RiskLevel::Medium => "medium",
+            RiskLevel::High => "high",
+            RiskLevel::Blocked => "blocked",
+        }
+    }
+}
+
+fn effect_level(effect: Effect) -> RiskLevel {
+    match effect {
+        Effect::CannotRun | Effect::ValidationFailed => RiskLevel::Blocked,
+        Effect::DataLoss | Effect::BreakingRename | Effect::Rewrite | Effect::FailsOnExistingRows => RiskLevel::High,
+        Effect::BlockingLock | Effect::Backfill | Effect::Incompatible | Effect::RollbackDefect => RiskLevel::Medium,
+        Effect::MissingTimeout | Effect::Advisory => RiskLevel::Low,
+    }
+}
+
+/// `risk_policy.finding_level` with the default policy and no statistics.
+fn finding_level(finding: &Finding, destructive: bool) -> RiskLevel {
+    let effect = finding.effect;
+    let level = if effect == Effect::RollbackDefect && destructive { RiskLevel::High } else { effect_level(effect) };
+    let never_softened = matches!(effect, Effect::CannotRun | Effect::ValidationFailed | Effect::RollbackDefect);
+    if !never_softened && (finding.rollback || !finding.preexisting) {
+        return RiskLevel::Low;
+    }
+    level
+}
+
+/// `risk_policy.grade`: the highest level, and the indexes of the findings at it.
+pub fn grade(findings: &[Finding]) -> (RiskLevel, Vec<usize>) {
+    let destructive = findings.iter().any(|f| {
+        f.effect != Effect::RollbackDefect
+            && matches!(finding_level(f, false), RiskLevel::High | RiskLevel::Blocked)
+    });
+    let levels: Vec<RiskLevel> = findings.iter().map(|f| finding_level(f, destructive)).collect();
+    let risk = levels.iter().copied().max().unwrap_or(RiskLevel::Low);
+    let causes = levels.iter().enumerate().filter(|(_, l)| **l == risk).map(|(i, _)| i).collect();
+    (risk, causes)
+}
+
+/// `json.dumps`'s string (`ensure_ascii`): `"`, `\` and control characters escaped, every
+/// non-ASCII character as `\uXXXX` (UTF-16 surrogate pairs beyond the BMP). Runs of plain
+/// ASCII are copied whole.
+pub fn json_string(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let bytes = value.as_bytes();
+    let mut plain = 0;
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if (0x20..0x80).contains(&byte) && byte != b'"' && byte != b'\\' {
+            index += 1;
+            continue;
+        }
+        out.push_str(&value[plain..index]);
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            _ => "",
+        };
+        let width = if byte < 0x80 { 1 } else { value[index..].chars().next().map_or(1, char::len_utf8) };
+        if escape.is_empty() {
+            let c = value[index..].chars().next().unwrap_or('\u{fffd}');
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let u = *unit as usize;
+                out.push_str("\\u");
+                for shift in [12, 8, 4, 0] {
+                    out.push(HEX[(u >> shift) & 0xf] as char);
+                }
+            }
+        } else {
+            out.push_str(escape);
+        }
+        index += width;
+        plain = index;
+    }
+    out.push_str(&value[plain..]);
+    out.push('"');
+}
+
+fn json_opt(out: &mut String, value: Option<&str>) {
+    match value {
+        Some(value) => json_string(out, value),
+        None => out.push_str("null"),
+    }
+}
+
+fn json_number(out: &mut String, value: Option<i64>) {
+    match value {
+        Some(value) => out.push_str(&value.to_string()),
+        None => out.push_str("null"),
+    }
+}
+
+/// A JSON string field that is often the same as the previous finding's (its statement, its
+/// message): escaped once, then copied from where it was written.
+struct Repeated<'f> {
+    last: Option<&'f str>,
+    at: std::ops::Range<usize>,
+}
+
+impl<'f> Repeated<'f> {
+    fn new() -> Self {
+        Repeated { last: None, at: 0..0 }
+    }
+
+    fn write(&mut self, out: &mut String, value: Option<&'f str>) {
+        match value {
+            None => out.push_str("null"),
+            Some(text) if self.last == Some(text) => {
+                let start = out.len();
+                out.extend_from_within(self.at.clone());
+                self.at = start..out.len();
+            }
+            Some(text) => {
+                let start = out.len();
+                json_string(out, text);
+                self.last = Some(text);
+                self.at = start..out.len();
+            }
+        }
+    }
+}
+
+/// `cli.lint.render_json`'s bytes.
+pub fn render_json(findings: &[Finding], risk: RiskLevel, causes: &[usize]) -> String {
+    let mut out = String::with_capacity(256 + findings.len() * 900);
+    let (mut messages, mut files, mut statements, mut fixes, mut targets) =
+        (Repeated::new(), Repeated::new(), Repeated::new(), Repeated::new(), Repeated::new());
+    out.push_str("{\"risk\": ");
+    json_string(&mut out, risk.as_str());
+    out.push_str(", \"findings\": [");
+    for (index, f) in findings.iter().enumerate() {
+        if index > 0 {
+            out.push_str(", ");
+        }
+        out.push_str("{\"rule\": ");
+        json_string(&mut out, &f.rule);
+        out.push_str(", \"severity\": ");
+        json_string(&mut out, f.severity.as_str());
+        out.push_str(", \"message\": ");
+        messages.write(&mut out, Some(&f.message));
+        out.push_str(", \"file\": ");
+        files.write(&mut out, f.file.as_deref());
+        out.push_str(", \"line\": ");
+        json_number(&mut out, f.line);
+        out.push_str(", \"column\": ");
+        json_number(&mut out, f.column);
+        out.push_str(", \"statement\": ");
+        statements.write(&mut out, f.statement.as_deref());
+        out.push_str(", \"fix\": ");
+        fixes.write(&mut out, f.fix.as_deref());
+        out.push_str(", \"effect\": ");
+        json_string(&mut out, f.effect.as_str());
+        out.push_str(", \"kind\": \"database\", \"target\": ");
+        targets.write(&mut out, f.target.as_deref());
+        out.push_str(", \"lock\": ");
+        json_opt(&mut out, f.lock.map(|l| l.as_str()));
+        out.push_str(if f.preexisting { ", \"preexisting\": true" } else { ", \"preexisting\": false" });
+        out.push_str(if f.rollback { ", \"rollback\": true}" } else { ", \"rollback\": false}" });
+    }
+    out.push_str("], \"causes\": [");
+    let causes: Vec<String> = causes.iter().map(usize::to_string).collect();
+    out.push_str(&causes.join(", "));
+    out.push_str("]}\n");
+    out
+}
+
+/// What `guardians lint --format json` prints, or the unknown suppressions that make it a
+/// usage error instead.
+pub struct JsonReport {
+    pub risk: RiskLevel,
+    pub text: String,
+    pub unknown: Vec<Finding>,
+}
+
+pub fn lint_json(
+    migrations: &[Migration], options: SqlOptions, mode: LintMode, catalog: Arc<Catalog>,
+    excluded: &HashSet<String>,
+) -> JsonReport {
+    let mut findings = lint(migrations, options, mode, catalog);
+    if !excluded.is_empty() {
+        findings.retain(|f| !excluded.contains(&f.rule));
+    }
+    let unknown: Vec<Finding> = findings.iter().filter(|f| f.rule == "unknown-suppression").cloned().collect();
+    if !unknown.is_empty() {
+        return JsonReport { risk: RiskLevel::Blocked, text: String::new(), unknown };
+    }
+    let (risk, causes) = grade(&findings);
+    JsonReport { risk, text: render_json(&findings, risk, &causes), unknown }
+}
