@@ -63,6 +63,7 @@ schemas: venv
 	$(PY) -c "from services.runtime.config import write_schema; print('wrote', write_schema())"
 
 test: venv lint stack-up
+	cd native && $(CARGO) test --locked --quiet
 	stack/browser.sh >/dev/null
 	source .cache/stack.env && $(PY) -m pytest -q -p no:cacheprovider tests
 

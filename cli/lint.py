@@ -161,10 +161,10 @@ def run(arguments: LintArguments) -> int:
             transaction_per_file=arguments.transaction_per_file,
             one_change=arguments.one_change, down=arguments.down, excluded=excluded)
         if done is not None:
-            risk, text, unknown = done
+            risk, report, unknown = done
             if unknown:
                 return _unknown_suppressions(unknown)
-            sys.stdout.write(text)
+            _write(report)
             return 0 if risk == "low" else 1
     try:
         migrations = find_migrations(arguments.paths)
@@ -209,6 +209,17 @@ def _lint(arguments: LintArguments, migrations: "list[Migration]", excluded: fro
               "github": render_github}[arguments.output]
     sys.stdout.write(render(findings, verdict))
     return 0 if verdict.risk == "low" else 1
+
+
+def _write(report: bytes) -> None:
+    """The report to stdout, as bytes where stdout has a buffer (a 4 MB report is not decoded
+    to be encoded again)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(report.decode())
+    else:
+        sys.stdout.flush()
+        buffer.write(report)
 
 
 def _unknown_suppressions(unknown: "list[Finding]") -> int:

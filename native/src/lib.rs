@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyBytes, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 use crate::analysis::{SqlAnalysis, SqlFile, SqlOptions};
@@ -90,7 +90,7 @@ impl Analysis {
 }
 
 /// `guardians lint --format json` over the migrations under `paths` (found and read here, as
-/// `cli.lint` would): (risk, the report, unknown suppressions as findings, which make it a
+/// `cli.lint` would): (risk, the report as UTF-8, unknown suppressions as findings, which make it a
 /// usage error and the report empty),
 /// or None where `cli.lint` would stop with a usage error: it then runs and reports it.
 #[pyfunction]
@@ -99,7 +99,7 @@ impl Analysis {
 fn lint_paths<'py>(
     py: Python<'py>, paths: Vec<String>, pg_version: i64, transaction_per_file: bool,
     one_change: bool, down: bool, excluded: HashSet<String>,
-) -> PyResult<Option<(&'static str, String, Vec<Bound<'py, PyTuple>>)>> {
+) -> PyResult<Option<(&'static str, Bound<'py, PyBytes>, Vec<Bound<'py, PyTuple>>)>> {
     let options = SqlOptions { pg_version, transaction_per_file };
     let mode = report::LintMode { one_change, down };
     let done = py.allow_threads(|| {
@@ -109,7 +109,7 @@ fn lint_paths<'py>(
     });
     let Some(done) = done else { return Ok(None) };
     let unknown = done.unknown.iter().map(|f| as_tuple(py, f)).collect::<PyResult<_>>()?;
-    Ok(Some((done.risk.as_str(), done.text, unknown)))
+    Ok(Some((done.risk.as_str(), PyBytes::new(py, done.text.as_bytes()), unknown)))
 }
 
 /// Open libpg_query (pglast's parser extension module, by path).

@@ -5,8 +5,7 @@
 //! `cli.lint.render_json` writes them, byte for byte.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::analysis::{SqlAnalysis, SqlFile, SqlOptions};
 use crate::findings::{Catalog, Effect, Finding};
@@ -47,35 +46,100 @@ fn plan(migrations: &[Migration], mode: LintMode) -> Vec<(SqlFile, bool)> {
     files
 }
 
-/// Parse `files` on two threads, in order: receivers for the even and the odd files.
-fn parse_ahead<'s>(
-    scope: &'s std::thread::Scope<'s, '_>, files: &'s [(SqlFile, bool)],
-) -> [Receiver<Script>; 2] {
-    std::array::from_fn(|worker| {
-        let (sender, receiver) = sync_channel::<Script>(8);
-        scope.spawn(move || {
-            for (file, _) in files.iter().skip(worker).step_by(2) {
-                if sender.send(read_script(&file.sql)).is_err() {
-                    break;
-                }
+/// How far ahead of the analysis the files are parsed (their trees wait in memory).
+const AHEAD: usize = 16;
+
+/// The files' parse trees, parsed ahead of the analysis by two helper threads and by the
+/// analysing thread itself when the script it needs next is not ready: the parser is most of
+/// the work, so on two cores the analysis is what is left over.
+struct Parsing<'f> {
+    files: &'f [(SqlFile, bool)],
+    state: Mutex<ParseState>,
+    changed: Condvar,
+}
+
+struct ParseState {
+    scripts: Vec<Option<Script>>,
+    /// The next file no thread has taken to parse.
+    next: usize,
+    /// The files the analysis has taken (it is on file `taken`).
+    taken: usize,
+}
+
+impl<'f> Parsing<'f> {
+    fn new(files: &'f [(SqlFile, bool)]) -> Self {
+        let state = ParseState { scripts: files.iter().map(|_| None).collect(), next: 0, taken: 0 };
+        Parsing { files, state: Mutex::new(state), changed: Condvar::new() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ParseState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Parse file `index` and put its tree where the analysis finds it.
+    fn parse(&self, index: usize) {
+        let script = read_script(&self.files[index].0.sql);
+        self.lock().scripts[index] = Some(script);
+        self.changed.notify_all();
+    }
+
+    /// A helper thread: parse the next file while there is one within `AHEAD` of the analysis.
+    fn help(&self) {
+        loop {
+            let mut state = self.lock();
+            while state.next < self.files.len() && state.next >= state.taken + AHEAD {
+                state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
             }
-        });
-        receiver
-    })
+            if state.next >= self.files.len() {
+                return;
+            }
+            let index = state.next;
+            state.next += 1;
+            drop(state);
+            self.parse(index);
+        }
+    }
+
+    /// The tree of file `index` (files are taken in order), parsing other files meanwhile.
+    fn take(&self, index: usize) -> Script {
+        let mut state = self.lock();
+        state.taken = index;
+        self.changed.notify_all();
+        loop {
+            if let Some(script) = state.scripts[index].take() {
+                return script;
+            }
+            if state.next < self.files.len() {
+                let next = state.next;
+                state.next += 1;
+                drop(state);
+                if next == index {
+                    return read_script(&self.files[index].0.sql);
+                }
+                self.parse(next);
+                state = self.lock();
+            } else {
+                state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        }
+    }
 }
 
 /// The findings of `guardians lint` over `migrations`, in reading order.
 pub fn lint(migrations: &[Migration], options: SqlOptions, mode: LintMode, catalog: Arc<Catalog>) -> Vec<Finding> {
     let files = plan(migrations, mode);
     let mut analysis = SqlAnalysis::new(options, catalog);
+    let parsing = Parsing::new(&files);
     std::thread::scope(|scope| {
-        let parsed = parse_ahead(scope, &files);
+        for _ in 0..HELPERS {
+            scope.spawn(|| parsing.help());
+        }
         let ups = migrations.len();
         for (index, (file, new_change)) in files.iter().enumerate() {
             if *new_change {
                 analysis.new_change();
             }
-            let script = parsed[index % 2].recv().unwrap_or_else(|_| read_script(&file.sql));
+            let script = parsing.take(index);
             analysis.analyse_script(file, &script);
             if mode.one_change && index + 1 == ups {
                 analysis.end_change();
@@ -88,6 +152,9 @@ pub fn lint(migrations: &[Migration], options: SqlOptions, mode: LintMode, catal
     let names: Vec<&str> = migrations.iter().map(|m| m.name.as_str()).collect();
     in_reading_order(analysis.findings, &names)
 }
+
+/// Threads that parse beside the analysing one.
+const HELPERS: usize = 2;
 
 /// Up scripts in order, then down scripts; by line within a file (stable otherwise).
 pub fn in_reading_order(mut findings: Vec<Finding>, names: &[&str]) -> Vec<Finding> {
@@ -163,6 +230,14 @@ pub fn json_string(out: &mut String, value: &str) {
     let mut plain = 0;
     let mut index = 0;
     while index < bytes.len() {
+        // eight bytes at a time while none needs escaping
+        if index + 8 <= bytes.len() {
+            let word = u64::from_le_bytes(bytes[index..index + 8].try_into().unwrap_or([0; 8]));
+            if !needs_escape(word) {
+                index += 8;
+                continue;
+            }
+        }
         let byte = bytes[index];
         if (0x20..0x80).contains(&byte) && byte != b'"' && byte != b'\\' {
             index += 1;
@@ -198,6 +273,18 @@ pub fn json_string(out: &mut String, value: &str) {
     }
     out.push_str(&value[plain..]);
     out.push('"');
+}
+
+/// Whether any of the eight bytes is a control character, `"`, `\\` or not ASCII.
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    (word & HIGH) != 0
+        || below_space != 0
+        || zero_byte(word ^ (ONES * b'"' as u64)) != 0
+        || zero_byte(word ^ (ONES * b'\\' as u64)) != 0
 }
 
 fn json_opt(out: &mut String, value: Option<&str>) {
@@ -244,14 +331,34 @@ impl<'f> Repeated<'f> {
     }
 }
 
-/// `cli.lint.render_json`'s bytes.
+/// `cli.lint.render_json`'s bytes. The two halves of the findings are written on two threads.
 pub fn render_json(findings: &[Finding], risk: RiskLevel, causes: &[usize]) -> String {
-    let mut out = String::with_capacity(256 + findings.len() * 900);
-    let (mut messages, mut files, mut statements, mut fixes, mut targets) =
-        (Repeated::new(), Repeated::new(), Repeated::new(), Repeated::new(), Repeated::new());
+    let (first, second) = findings.split_at(findings.len() / 2);
+    let (first, second) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| render_findings(second));
+        (render_findings(first), other.join().unwrap_or_else(|_| render_findings(second)))
+    });
+    let mut out = String::with_capacity(first.len() + second.len() + 64 + causes.len() * 6);
     out.push_str("{\"risk\": ");
     json_string(&mut out, risk.as_str());
     out.push_str(", \"findings\": [");
+    out.push_str(&first);
+    if !first.is_empty() && !second.is_empty() {
+        out.push_str(", ");
+    }
+    out.push_str(&second);
+    out.push_str("], \"causes\": [");
+    let causes: Vec<String> = causes.iter().map(usize::to_string).collect();
+    out.push_str(&causes.join(", "));
+    out.push_str("]}\n");
+    out
+}
+
+/// The findings as the JSON objects of `render_json`'s list, `, `-separated.
+fn render_findings(findings: &[Finding]) -> String {
+    let mut out = String::with_capacity(findings.len() * 900);
+    let (mut messages, mut files, mut statements, mut fixes, mut targets) =
+        (Repeated::new(), Repeated::new(), Repeated::new(), Repeated::new(), Repeated::new());
     for (index, f) in findings.iter().enumerate() {
         if index > 0 {
             out.push_str(", ");
@@ -281,10 +388,6 @@ pub fn render_json(findings: &[Finding], risk: RiskLevel, causes: &[usize]) -> S
         out.push_str(if f.preexisting { ", \"preexisting\": true" } else { ", \"preexisting\": false" });
         out.push_str(if f.rollback { ", \"rollback\": true}" } else { ", \"rollback\": false}" });
     }
-    out.push_str("], \"causes\": [");
-    let causes: Vec<String> = causes.iter().map(usize::to_string).collect();
-    out.push_str(&causes.join(", "));
-    out.push_str("]}\n");
     out
 }
 
@@ -310,4 +413,24 @@ pub fn lint_json(
     }
     let (risk, causes) = grade(&findings);
     JsonReport { risk, text: render_json(&findings, risk, &causes), unknown }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dumped(value: &str) -> String {
+        let mut out = String::new();
+        json_string(&mut out, value);
+        out
+    }
+
+    #[test]
+    fn strings_are_written_as_json_dumps_writes_them() {
+        assert_eq!(dumped("plain ASCII text, long enough for words"), "\"plain ASCII text, long enough for words\"");
+        assert_eq!(dumped("a\"b\\c\nd\te\u{8}f\u{c}g\rh\u{1}"), "\"a\\\"b\\\\c\\nd\\te\\bf\\fg\\rh\\u0001\"");
+        assert_eq!(dumped("caf\u{e9} \u{1f600}!"), "\"caf\\u00e9 \\ud83d\\ude00!\"");
+        assert_eq!(dumped("12345678\"12345678"), "\"12345678\\\"12345678\"");
+        assert_eq!(dumped("\u{7f}~ 01234567"), "\"\u{7f}~ 01234567\"");
+    }
 }

@@ -104,9 +104,10 @@ class NativeAnalysis:
 
 def lint_paths(paths: list[str], *, pg_version: int, transaction_per_file: bool,
                one_change: bool, down: bool, excluded: frozenset[str],
-               ) -> tuple[str, str, list[Finding]] | None:
+               ) -> tuple[str, bytes, list[Finding]] | None:
     """`guardians lint --format json` in the native module, from finding the migrations under
-    `paths` to the report's text: (risk, the report as `cli.lint.render_json` writes it, the
+    `paths` to the report's text: (risk, the report as `cli.lint.render_json` writes it, in
+    UTF-8 (it is ASCII: written as it is, never decoded), the
     unknown-suppression findings, which make it a usage error and the report empty). None
     where `cli.lint` would stop with a usage error (a missing or unreadable path...): its own
     code then runs and says which."""
