@@ -81,8 +81,23 @@ def main(argv: list[str] | None = None) -> None:
 
         arguments = lint.plain_arguments(args[1:])
         if arguments is not None:
-            sys.exit(_run_plain_lint(arguments))
+            code = _run_plain_lint(arguments)
+            if argv is None:
+                _exit_now(code)
+            sys.exit(code)
     build_app()(args)
+
+
+def _exit_now(code: int) -> None:
+    """End the `guardians lint` process without the interpreter's teardown (freeing every
+    module and object, a few ms of a lint run that has nothing left to do), as mypy does: the
+    output is flushed first, and nothing registered to run at exit is this command's."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = 1
+    os._exit(code)
 
 
 def _run_plain_lint(arguments: LintArguments) -> int:

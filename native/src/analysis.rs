@@ -235,7 +235,8 @@ impl SqlAnalysis {
             if !report.analysis.session.exclusive.is_empty() && !under_lock_harmless(&statement.kind) {
                 check_held_exclusive(&mut report);
             }
-            rules::dispatch(&statement.kind, &statement.node, &mut report);
+            let node = script.node(statement);
+            rules::dispatch(&statement.kind, &node, &mut report);
             for name in long_identifiers(&statement.text) {
                 let shown: String = name.chars().take(20).collect();
                 let target: String = name.chars().take(63).collect();

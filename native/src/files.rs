@@ -72,15 +72,22 @@ fn suffix(path: &str) -> &str {
     }
 }
 
-fn migrations_in(folder: &str, found: &mut Vec<Migration>) -> Option<()> {
+/// A migration found, its files not read yet: name, up script, down script.
+struct Found {
+    name: String,
+    up: String,
+    down: Option<String>,
+}
+
+fn migrations_in(folder: &str, found: &mut Vec<Found>) -> Option<()> {
     let up = child(folder, "up.sql");
     if matches!(kind(&up)?, Kind::File) {
         let down = child(folder, "down.sql");
         let down = match kind(&down)? {
-            Kind::File => Some(read(&down)?),
+            Kind::File => Some(down),
             _ => None,
         };
-        found.push(Migration { name: folder.to_string(), up: read(&up)?, down });
+        found.push(Found { name: folder.to_string(), up, down });
         return Some(());
     }
     let mut names = Vec::new();
@@ -92,7 +99,7 @@ fn migrations_in(folder: &str, found: &mut Vec<Migration>) -> Option<()> {
         let entry = child(folder, &name);
         match kind(&entry)? {
             Kind::File if name.chars().count() > 4 && name.ends_with(".sql") => {
-                found.push(Migration { name: entry.clone(), up: read(&entry)?, down: None });
+                found.push(Found { name: entry.clone(), up: entry, down: None });
             }
             Kind::Dir if matches!(kind(&child(&entry, "up.sql"))?, Kind::File) => {
                 migrations_in(&entry, found)?;
@@ -103,8 +110,8 @@ fn migrations_in(folder: &str, found: &mut Vec<Migration>) -> Option<()> {
     Some(())
 }
 
-/// The migrations under `paths` (as `str(Path)`), in order; None where Python would stop with
-/// a usage error.
+/// The migrations under `paths` (as `str(Path)`), in order, read (on two threads); None where
+/// Python would stop with a usage error.
 pub fn find_migrations(paths: &[String]) -> Option<Vec<Migration>> {
     let mut migrations = Vec::new();
     for path in paths {
@@ -113,7 +120,7 @@ pub fn find_migrations(paths: &[String]) -> Option<Vec<Migration>> {
                 if suffix(path) != ".sql" {
                     return None;
                 }
-                migrations.push(Migration { name: path.clone(), up: read(path)?, down: None });
+                migrations.push(Found { name: path.clone(), up: path.clone(), down: None });
             }
             Kind::Dir => {
                 let before = migrations.len();
@@ -123,6 +130,34 @@ pub fn find_migrations(paths: &[String]) -> Option<Vec<Migration>> {
                 }
             }
             Kind::Other | Kind::Missing => return None,
+        }
+    }
+    read_all(migrations)
+}
+
+/// Read every migration's scripts, the even ones on another thread.
+fn read_all(found: Vec<Found>) -> Option<Vec<Migration>> {
+    let load = |f: &Found| -> Option<Migration> {
+        let down = match &f.down {
+            Some(path) => Some(read(path)?),
+            None => None,
+        };
+        Some(Migration { name: f.name.clone(), up: read(&f.up)?, down })
+    };
+    let (even, odd): (Vec<Option<Migration>>, Vec<Option<Migration>>) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| found.iter().step_by(2).map(load).collect());
+        let odd = found.iter().skip(1).step_by(2).map(load).collect();
+        (other.join().unwrap_or_default(), odd)
+    });
+    if even.len() != found.len().div_ceil(2) {
+        return None;
+    }
+    let mut migrations = Vec::with_capacity(found.len());
+    let mut odd = odd.into_iter();
+    for migration in even {
+        migrations.push(migration?);
+        if let Some(next) = odd.next() {
+            migrations.push(next?);
         }
     }
     Some(migrations)

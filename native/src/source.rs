@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::nodes::{Node, IDENTIFIER_MAX_BYTES};
@@ -20,7 +21,11 @@ use crate::rules;
 pub struct SourceStatement {
     /// The parse node's type, as PostgreSQL names it (`AlterTableStmt`).
     pub kind: String,
+    /// Its node as far as the rules read it (`Script::node`), or empty when it is decoded
+    /// later from `raw`.
     pub node: Node,
+    /// Where its `{"Kind": {...}}` is in `Script::json`, when it is decoded on demand.
+    pub raw: Option<std::ops::Range<usize>>,
     /// The statement's text, stripped.
     pub text: String,
     /// Character offset of the first token in the script.
@@ -40,6 +45,25 @@ pub struct SyntaxProblem {
 pub struct Script {
     pub statements: Vec<SourceStatement>,
     pub errors: Vec<SyntaxProblem>,
+    /// The parser's JSON, kept when the statements are decoded one by one (a long script).
+    pub json: String,
+}
+
+/// Parse trees of at most this much JSON are decoded when the script is read, on the thread
+/// that parsed it; a longer one statement by statement as the analysis reaches each, so that a
+/// long script's tree is never all in memory at once (5,000 statements: ~60 MB).
+const DECODE_AT_ONCE_BYTES: usize = 1 << 20;
+
+impl Script {
+    /// A statement's node, decoded now if it was left in the JSON.
+    pub fn node<'a>(&'a self, statement: &'a SourceStatement) -> std::borrow::Cow<'a, Node> {
+        match &statement.raw {
+            None => std::borrow::Cow::Borrowed(&statement.node),
+            Some(range) => std::borrow::Cow::Owned(
+                serde_json::from_str::<Stmt>(&self.json[range.clone()]).map(|s| s.node).unwrap_or_default(),
+            ),
+        }
+    }
 }
 
 /// Byte offsets -> character offsets -> (line, column), cheap when called in order.
@@ -101,7 +125,11 @@ fn line_column(sql: &str, offset: i64) -> (i64, i64) {
 /// Every statement of `sql`, in order; syntax errors as `SyntaxProblem`s.
 pub fn read_script(sql: &str) -> Script {
     match pg::parse_json(sql) {
-        Ok(tree) => Script { statements: statements(sql, &tree, 0), errors: Vec::new() },
+        Ok(tree) if tree.len() > DECODE_AT_ONCE_BYTES => {
+            let statements = raw_statements(sql, &tree);
+            Script { statements, errors: Vec::new(), json: tree }
+        }
+        Ok(tree) => Script { statements: statements(sql, &tree, 0), errors: Vec::new(), json: String::new() },
         Err(error) => parse_piecewise(sql, error),
     }
 }
@@ -116,6 +144,22 @@ struct Tree {
 struct RawItem {
     #[serde(default)]
     stmt: Stmt,
+    #[serde(default)]
+    stmt_location: i64,
+    #[serde(default)]
+    stmt_len: i64,
+}
+
+#[derive(Deserialize)]
+struct RawTree<'a> {
+    #[serde(borrow, default)]
+    stmts: Vec<RawStmtItem<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawStmtItem<'a> {
+    #[serde(borrow, default)]
+    stmt: Option<&'a RawValue>,
     #[serde(default)]
     stmt_location: i64,
     #[serde(default)]
@@ -201,14 +245,59 @@ impl<'de> Visitor<'de> for Fields {
 /// The statements of a parse tree of `sql`; `base`: added to their character offsets.
 fn statements(sql: &str, tree_json: &str, base: usize) -> Vec<SourceStatement> {
     let Ok(tree) = serde_json::from_str::<Tree>(tree_json) else { return Vec::new() };
+    let items = tree.stmts.into_iter().map(|item| {
+        let Stmt { kind, node } = item.stmt;
+        (kind, node, None, item.stmt_location, item.stmt_len)
+    });
+    place(sql, items, base)
+}
+
+/// The statements of a long script's parse tree, their nodes left in `tree_json` (each kind
+/// read from the front of its `{"Kind": {...}}`).
+fn raw_statements(sql: &str, tree_json: &str) -> Vec<SourceStatement> {
+    let Ok(tree) = serde_json::from_str::<RawTree>(tree_json) else { return Vec::new() };
+    let items: Vec<_> = tree
+        .stmts
+        .into_iter()
+        .map(|item| {
+            let (kind, raw) = match item.stmt {
+                Some(raw) => {
+                    let text = raw.get();
+                    let start = text.as_ptr() as usize - tree_json.as_ptr() as usize;
+                    (raw_kind(text), Some(start..start + text.len()))
+                }
+                None => (String::new(), None),
+            };
+            (kind, Node::new(), raw, item.stmt_location, item.stmt_len)
+        })
+        .collect();
+    place(sql, items.into_iter(), 0)
+}
+
+/// The type of a `{"Kind":{...}}` statement, as `Stmt` would read it ("" for anything else).
+fn raw_kind(text: &str) -> String {
+    let kind = text
+        .strip_prefix("{\"")
+        .and_then(|rest| rest.split_once("\":{"))
+        .map(|(kind, _)| kind)
+        .filter(|kind| kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    match kind {
+        Some(kind) => kind.to_string(),
+        None => serde_json::from_str::<Stmt>(text).map(|s| s.kind).unwrap_or_default(),
+    }
+}
+
+type Item = (String, Node, Option<std::ops::Range<usize>>, i64, i64);
+
+/// Each statement's text and position in `sql`.
+fn place(sql: &str, items: impl Iterator<Item = Item>, base: usize) -> Vec<SourceStatement> {
     let mut positions = Positions::new(sql);
-    let mut out = Vec::with_capacity(tree.stmts.len());
+    let mut out = Vec::with_capacity(items.size_hint().0);
     let mut line = 1i64;
     let mut line_byte = 0usize;
-    for item in tree.stmts {
-        let location = item.stmt_location.max(0) as usize;
-        let length = item.stmt_len.max(0) as usize;
-        let Stmt { kind, node } = item.stmt;
+    for (kind, node, raw, stmt_location, stmt_len) in items {
+        let location = stmt_location.max(0) as usize;
+        let length = stmt_len.max(0) as usize;
         let start_byte = location.min(sql.len());
         let end_byte = if length > 0 { (location + length).min(sql.len()) } else { sql.len() };
         let piece = sql.get(start_byte..end_byte.max(start_byte)).unwrap_or("");
@@ -225,7 +314,7 @@ fn statements(sql: &str, tree_json: &str, base: usize) -> Vec<SourceStatement> {
         line_byte = first_byte;
         let line_start = sql[..first_byte].rfind('\n').map_or(0, |i| i + 1);
         let column = char_count(&sql[line_start..first_byte]) as i64 + 1;
-        out.push(SourceStatement { kind, node, text, start: base + start, line, column });
+        out.push(SourceStatement { kind, node, raw, text, start: base + start, line, column });
     }
     out
 }
@@ -234,7 +323,7 @@ fn parse_piecewise(sql: &str, first_error: pg::ParseError) -> Script {
     let pieces = match split_at_semicolons(sql) {
         Ok(pieces) => pieces,
         Err(_) => {
-            return Script { statements: Vec::new(), errors: vec![problem(sql, &first_error, sql, 0)] }
+            return Script { statements: Vec::new(), errors: vec![problem(sql, &first_error, sql, 0)], json: String::new() }
         }
     };
     let mut statements_out = Vec::new();
@@ -257,7 +346,7 @@ fn parse_piecewise(sql: &str, first_error: pg::ParseError) -> Script {
         // the pieces parse alone but not together: report the first error whole
         errors.push(problem(sql, &first_error, sql, 0));
     }
-    Script { statements: statements_out, errors }
+    Script { statements: statements_out, errors, json: String::new() }
 }
 
 /// The script cut at its `;` tokens: byte ranges of the non-blank pieces.

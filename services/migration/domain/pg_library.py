@@ -6,19 +6,27 @@ one opens it too (`native_sql`): both read the same parse trees.
 
 from __future__ import annotations
 
-from importlib.machinery import EXTENSION_SUFFIXES, PathFinder
+import os
+import sys
+
+import _imp  # what importlib.machinery.EXTENSION_SUFFIXES reads, without importing importlib
 
 
 def find() -> str | None:
-    """The path of pglast's parser extension module, or None."""
-    package = PathFinder.find_spec("pglast")
-    if package is None or not package.submodule_search_locations:
+    """The path of pglast's parser extension module, or None: the first `pglast` package on
+    `sys.path` and its `parser` extension module, as the import system would find them. Looked
+    up with a few `stat`s: `PathFinder` would list every directory on the path (~3 ms of a
+    `guardians lint` run)."""
+    for entry in sys.path:
+        package = os.path.join(entry or ".", "pglast")
+        if not os.path.isfile(os.path.join(package, "__init__.py")):
+            continue
+        for suffix in _imp.extension_suffixes():
+            module = os.path.join(package, "parser" + suffix)
+            if os.path.isfile(module):
+                return os.path.abspath(module)
         return None
-    spec = PathFinder.find_spec("pglast.parser", list(package.submodule_search_locations))
-    origin = spec.origin if spec is not None else None
-    if origin is None or not origin.endswith(tuple(EXTENSION_SUFFIXES)):
-        return None
-    return origin
+    return None
 
 
 PATH = find()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli import lint
-from services.migration.domain import native_sql
+from services.migration.domain import native_sql, pg_parser
 from services.migration.domain.native_sql import NativeAnalysis
 from services.migration.domain.sql_analysis import SqlAnalysis, SqlFile
 
@@ -118,3 +118,26 @@ def test_an_unreadable_file_is_left_to_the_python_command(tree: Path) -> None:
     (tree / "single.sql").chmod(0)
     assert native_sql.lint_paths(["single.sql"], pg_version=18, transaction_per_file=True,
                                  one_change=False, down=False, excluded=frozenset()) is None
+
+
+def test_a_long_script_is_decoded_statement_by_statement_with_the_same_findings() -> None:
+    """Past 1 MB of parse tree the native analysis keeps the parser's JSON and decodes each
+    statement when it reaches it (memory); the findings are the Python analysis' still."""
+    statements = []
+    for i in range(600):
+        statements += [
+            f"CREATE TABLE t{i} (id int PRIMARY KEY, name varchar(20), at timestamp);",
+            f"ALTER TABLE t{i} ADD COLUMN c{i} bigint NOT NULL DEFAULT random();",
+            f"CREATE VIEW v{i} AS SELECT id, name FROM t{i} WHERE id > {i} ORDER BY name;",
+            f"CREATE INDEX ON t{i} (name); UPDATE t{i} SET name = 'x';",
+        ]
+    script = "\n".join(statements)
+    assert len(pg_parser.parse_sql_json(script)) > 1 << 20, "long enough for the lazy path"
+    found = []
+    for analysis in (SqlAnalysis(), NativeAnalysis()):
+        analysis.analyse_file(SqlFile("long.sql", script))
+        analysis.end_change()
+        found.append(analysis.findings)
+    python, native = found
+    assert len(python) >= 1800
+    assert python == native
