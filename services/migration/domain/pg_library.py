@@ -4,12 +4,15 @@ hundred migrations). The Python analysis calls it through ctypes (`pg_parser`), 
 one opens it too (`native_sql`): both read the same parse trees.
 """
 
+# os.path, not pathlib: this module is on `guardians lint`'s start-up path, and importing
+# pathlib costs more than the lookup.
+# ruff: noqa: PTH100, PTH113, PTH118
+
 from __future__ import annotations
 
+import _imp  # what importlib.machinery.EXTENSION_SUFFIXES reads, without importing importlib
 import os
 import sys
-
-import _imp  # what importlib.machinery.EXTENSION_SUFFIXES reads, without importing importlib
 
 
 def find() -> str | None:
