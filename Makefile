@@ -33,12 +33,19 @@ venv: .venv/.installed native
 
 # The native SQL analysis (native/, Rust, a pyo3 module): `guardians lint` and the migration
 # guardian use it when it is built; the Python rules are the reference it is tested against.
+# Without cargo (rustup.rs) the build is skipped and the Python analysis is used; `make test`
+# needs it (tests/unit/migration compares the two).
 # rustup puts cargo in ~/.cargo/bin, which a non-login shell's PATH may lack.
 CARGO := $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 NATIVE_SO = services/migration/domain/_native$(shell $(PY) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 native: .venv/.installed
-	cd native && PYO3_PYTHON=$(abspath $(PY)) $(CARGO) build --release --locked --quiet
-	@cmp -s native/target/release/lib_native.so $(NATIVE_SO) || cp native/target/release/lib_native.so $(NATIVE_SO)
+	@if ! [ -x "$(CARGO)" ]; then \
+	  echo "native: no cargo (https://rustup.rs): the migration guardian's Python analysis is used"; \
+	else \
+	  cd native && PYO3_PYTHON=$(abspath $(PY)) $(CARGO) build --release --locked --quiet && cd .. \
+	  && { cmp -s native/target/release/lib_native.so $(NATIVE_SO) \
+	       || cp native/target/release/lib_native.so $(NATIVE_SO); }; \
+	fi
 
 # The native analysis' generated tables (Unicode classes as Python has them, the rule catalog);
 # tests/unit/migration/test_native_tables.py fails when they are stale.
