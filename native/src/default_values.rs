@@ -1,7 +1,7 @@
 //! How volatile a column default is (`default_values.py`), which decides whether
 //! ADD COLUMN rewrites the table.
 
-use serde_json::Value;
+use crate::nodes::Value;
 
 use crate::nodes::{children, scalar_text, strings, unwrap_value, flag};
 

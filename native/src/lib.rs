@@ -17,6 +17,7 @@ pub mod rules;
 pub mod source;
 pub mod state;
 pub mod suppressions;
+pub mod tree;
 pub mod report;
 mod rule_table;
 

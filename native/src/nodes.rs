@@ -7,16 +7,14 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::OnceLock;
 
-use serde_json::{Map, Value};
-
-pub type Node = Map<String, Value>;
+pub use crate::tree::{Node, Value};
 
 /// NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers.
 pub const IDENTIFIER_MAX_BYTES: usize = 63;
 
 pub fn empty() -> &'static Node {
     static EMPTY: OnceLock<Node> = OnceLock::new();
-    EMPTY.get_or_init(Map::new)
+    EMPTY.get_or_init(Node::new)
 }
 
 /// `{"IndexStmt": {...}}` -> ("IndexStmt", {...}); anything else -> ("", {}).
@@ -85,15 +83,17 @@ pub fn flag(node: &Node, key: &str) -> bool {
     matches!(node.get(key), Some(Value::Bool(true)))
 }
 
-/// A Python-like `str()` of a JSON scalar: strings as they are, integers in decimal, true /
-/// false as `True` / `False` are never needed by the rules (use `flag`).
+/// Python's `str(node.get(key, default))` of a scalar field: strings as they are, numbers in
+/// decimal, `True` / `False`, `None`. The rules call it on fields libpg_query writes as
+/// scalars; a list or node there (never seen) reads as "".
 pub fn scalar_text(value: Option<&Value>, default: &str) -> String {
     match value {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::Bool(b)) => if *b { "True".into() } else { "False".into() },
+        Some(Value::Null) => "None".into(),
         None => default.to_string(),
-        Some(other) => other.to_string(),
+        Some(Value::Array(_) | Value::Object(_)) => String::new(),
     }
 }
 

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
+use crate::nodes::Value;
 
 use crate::nodes::{Node, IDENTIFIER_MAX_BYTES};
 use crate::pg;
@@ -418,7 +418,7 @@ fn has_long_word(text: &str) -> bool {
         }
     }
     let quotes: Vec<usize> = chars.iter().enumerate().filter(|(_, c)| **c == '"').map(|(i, _)| i).collect();
-    quotes.windows(2).any(|w| w[1] - w[0] - 1 >= 32)
+    quotes.windows(2).any(|w| w[1] - w[0] > 32)
 }
 
 /// The length in characters of the longest run of non-blank characters (`max(map(len,

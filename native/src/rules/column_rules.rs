@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
+use crate::nodes::Value;
 
 use crate::analysis::{Extra, StatementReport};
 use crate::column_types::{classify_type_change, probably_no_rewrite, TypeChange, TypeRef, SERIAL_TYPES};

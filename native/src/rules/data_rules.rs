@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
+use crate::nodes::Value;
 
 use crate::analysis::{Extra, StatementReport};
 use crate::findings::{Effect, LockMode};
