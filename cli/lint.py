@@ -152,14 +152,15 @@ def run(arguments: LintArguments) -> int:
     except UsageError as error:
         _error(f"error: {error}")
         return 2
-    if (arguments.output == "json" and arguments.stats_file is None
+    if (arguments.output in native_sql.FORMATS and arguments.stats_file is None
             and native_sql.enabled()):
         # From finding the files to the report's text in the native module: no Python object
         # per migration or finding. None: a usage error, which the code below reports.
         done = native_sql.lint_paths(
             arguments.paths, pg_version=arguments.pg_version,
             transaction_per_file=arguments.transaction_per_file,
-            one_change=arguments.one_change, down=arguments.down, excluded=excluded)
+            one_change=arguments.one_change, down=arguments.down, excluded=excluded,
+            output=arguments.output)
         if done is not None:
             risk, report, unknown = done
             if unknown:
@@ -212,10 +213,11 @@ def _lint(arguments: LintArguments, migrations: "list[Migration]", excluded: fro
 
 
 def _write(report: bytes) -> None:
-    """The report to stdout, as bytes where stdout has a buffer (a 4 MB report is not decoded
-    to be encoded again)."""
+    """The report (UTF-8) to stdout, as bytes where stdout has a buffer and writes UTF-8 (a
+    4 MB report is not decoded to be encoded again)."""
     buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    if buffer is None or encoding != "utf8":
         sys.stdout.write(report.decode())
     else:
         sys.stdout.flush()

@@ -24,7 +24,7 @@ mod rule_table;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::IntoPyObjectExt;
@@ -90,23 +90,28 @@ impl Analysis {
     }
 }
 
-/// `guardians lint --format json` over the migrations under `paths` (found and read here, as
+/// `guardians lint --format json|text` over the migrations under `paths` (found and read here, as
 /// `cli.lint` would): (risk, the report as UTF-8, unknown suppressions as findings, which make it a
 /// usage error and the report empty),
 /// or None where `cli.lint` would stop with a usage error: it then runs and reports it.
 #[pyfunction]
-#[pyo3(signature = (paths, pg_version, transaction_per_file, one_change, down, excluded))]
-#[allow(clippy::type_complexity)]
+#[pyo3(signature = (paths, pg_version, transaction_per_file, one_change, down, excluded, format))]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn lint_paths<'py>(
     py: Python<'py>, paths: Vec<String>, pg_version: i64, transaction_per_file: bool,
-    one_change: bool, down: bool, excluded: HashSet<String>,
+    one_change: bool, down: bool, excluded: HashSet<String>, format: &str,
 ) -> PyResult<Option<(&'static str, Bound<'py, PyBytes>, Vec<Bound<'py, PyTuple>>)>> {
+    let format = match format {
+        "json" => report::Format::Json,
+        "text" => report::Format::Text,
+        other => return Err(PyValueError::new_err(format!("format {other:?}: json or text"))),
+    };
     let options = SqlOptions { pg_version, transaction_per_file };
     let mode = report::LintMode { one_change, down };
     let done = py.allow_threads(|| {
         let paths: Vec<String> = paths.iter().map(|p| files::path_text(p)).collect();
         let migrations = files::find_migrations(&paths)?;
-        Some(report::lint_json(&migrations, options, mode, Arc::new(Catalog::builtin()), &excluded))
+        Some(report::lint_report(&migrations, options, mode, Arc::new(Catalog::builtin()), &excluded, format))
     });
     let Some(done) = done else { return Ok(None) };
     let unknown = done.unknown.iter().map(|f| as_tuple(py, f)).collect::<PyResult<_>>()?;

@@ -392,28 +392,75 @@ fn render_findings(findings: &[Finding]) -> String {
     out
 }
 
-/// What `guardians lint --format json` prints, or the unknown suppressions that make it a
-/// usage error instead.
-pub struct JsonReport {
+/// What `guardians lint` prints, or the unknown suppressions that make it a usage error
+/// instead.
+pub struct Report {
     pub risk: RiskLevel,
     pub text: String,
     pub unknown: Vec<Finding>,
 }
 
-pub fn lint_json(
+/// The report formats written here (`--format`; sarif and github are written by Python).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+/// `cli.lint.render_text`'s text.
+pub fn render_text(findings: &[Finding], risk: RiskLevel, causes: &[usize]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(findings.len() * 300);
+    let mut current: Option<Option<&str>> = None;
+    for f in findings {
+        if current != Some(f.file.as_deref()) {
+            current = Some(f.file.as_deref());
+            let _ = write!(out, "\n\n{}", f.file.as_deref().unwrap_or("None"));
+        }
+        let place = match (f.line, f.column) {
+            (Some(line), column) if line != 0 => format!("{line}:{}", column.map_or("None".into(), |c| c.to_string())),
+            _ => "-".to_string(),
+        };
+        let _ = write!(out, "\n  {place:>8} {:<7} {}: {}", f.severity.as_str(), f.rule, f.message);
+        if let Some(fix) = f.fix.as_deref().filter(|fix| !fix.is_empty()) {
+            let _ = write!(out, "\n  {:>8} fix: {fix}", "");
+        }
+    }
+    let _ = write!(out, "\n\nrisk: {} ({} findings)", risk.as_str(), findings.len());
+    for &index in causes.iter().take(20) {
+        let cause = &findings[index];
+        let line = match cause.line {
+            Some(line) if line != 0 => line.to_string(),
+            _ => "-".to_string(),
+        };
+        let _ = write!(out, "\n  because {}:{line} {}", cause.file.as_deref().unwrap_or("None"), cause.rule);
+    }
+    if causes.len() > 20 {
+        let _ = write!(out, "\n  ... and {} more", causes.len() - 20);
+    }
+    let mut text = out.trim_start_matches('\n').to_string();
+    text.push('\n');
+    text
+}
+
+pub fn lint_report(
     migrations: &[Migration], options: SqlOptions, mode: LintMode, catalog: Arc<Catalog>,
-    excluded: &HashSet<String>,
-) -> JsonReport {
+    excluded: &HashSet<String>, format: Format,
+) -> Report {
     let mut findings = lint(migrations, options, mode, catalog);
     if !excluded.is_empty() {
         findings.retain(|f| !excluded.contains(&f.rule));
     }
     let unknown: Vec<Finding> = findings.iter().filter(|f| f.rule == "unknown-suppression").cloned().collect();
     if !unknown.is_empty() {
-        return JsonReport { risk: RiskLevel::Blocked, text: String::new(), unknown };
+        return Report { risk: RiskLevel::Blocked, text: String::new(), unknown };
     }
     let (risk, causes) = grade(&findings);
-    JsonReport { risk, text: render_json(&findings, risk, &causes), unknown }
+    let text = match format {
+        Format::Json => render_json(&findings, risk, &causes),
+        Format::Text => render_text(&findings, risk, &causes),
+    };
+    Report { risk, text, unknown }
 }
 
 #[cfg(test)]

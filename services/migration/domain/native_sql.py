@@ -102,19 +102,23 @@ class NativeAnalysis:
         self.native.end_change()
 
 
+FORMATS = ("json", "text")
+"""The report formats the native module writes (`cli.lint.render_json`, `render_text`)."""
+
+
 def lint_paths(paths: list[str], *, pg_version: int, transaction_per_file: bool,
-               one_change: bool, down: bool, excluded: frozenset[str],
+               one_change: bool, down: bool, excluded: frozenset[str], output: str,
                ) -> tuple[str, bytes, list[Finding]] | None:
-    """`guardians lint --format json` in the native module, from finding the migrations under
-    `paths` to the report's text: (risk, the report as `cli.lint.render_json` writes it, in
-    UTF-8 (it is ASCII: written as it is, never decoded), the
+    """`guardians lint --format json|text` in the native module, from finding the migrations
+    under `paths` to the report's text: (risk, the report as `cli.lint.render_json` or
+    `render_text` writes it, in UTF-8, the
     unknown-suppression findings, which make it a usage error and the report empty). None
     where `cli.lint` would stop with a usage error (a missing or unreadable path...): its own
     code then runs and says which."""
     if not available():
         raise RuntimeError("the native SQL analysis is not built: run `make native`")
     done = _native.lint_paths(paths, pg_version, transaction_per_file, one_change, down,
-                              set(excluded))
+                              set(excluded), output)
     if done is None:
         return None
     risk, text, unknown = done

@@ -79,7 +79,13 @@ def test_shell_completion_is_left_to_typer(monkeypatch: pytest.MonkeyPatch) -> N
     assert lint.plain_arguments(["a.sql"]) is None
 
 
-def test_plain_lint_imports_neither_typer_nor_pydantic_nor_asyncio(tmp_path: Path) -> None:
+def test_plain_lint_imports_neither_typer_nor_pydantic_nor_the_python_analysis(
+    tmp_path: Path,
+) -> None:
+    """The plain command line runs in the native module: it imports none of typer, pydantic,
+    asyncio, pglast's package, the Python rules, nor the standard modules that cost more to
+    import than a small lint takes (typing, dataclasses and the inspect they pull in,
+    pathlib, enum)."""
     script = tmp_path / "a.sql"
     script.write_text("CREATE TABLE n (a text);")
     done = subprocess.run(
@@ -89,9 +95,10 @@ def test_plain_lint_imports_neither_typer_nor_pydantic_nor_asyncio(tmp_path: Pat
     assert done.returncode == 0, done.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "services.migration.domain.sql_analysis" in imported
+    assert "services.migration.domain._native" in imported
     assert not imported & {"typer", "pydantic", "asyncio", "asyncpg", "schemas.events.migration",
-                           "pglast"}
+                           "pglast", "services.migration.domain.sql_analysis", "typing",
+                           "dataclasses", "inspect", "pathlib", "enum"}
 
 
 # The JSON report: written out, the same bytes as json.dumps.

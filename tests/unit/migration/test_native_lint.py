@@ -57,22 +57,23 @@ COMMAND_LINES = [
 
 
 def _run(argv: list[str], engine: str, capsys: pytest.CaptureFixture[str],
-         monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+         monkeypatch: pytest.MonkeyPatch, output: str = "json") -> tuple[int, str, str]:
     monkeypatch.setenv(native_sql.ENGINE_VARIABLE, engine)
-    arguments = lint.plain_arguments([*argv, "--format", "json"])
+    arguments = lint.plain_arguments([*argv, "--format", output])
     assert arguments is not None
     code = lint.run(arguments)
     out, err = capsys.readouterr()
     return code, out, err
 
 
+@pytest.mark.parametrize("output", native_sql.FORMATS)
 @pytest.mark.parametrize("argv", COMMAND_LINES, ids=" ".join)
 def test_the_native_command_writes_what_the_python_command_writes(
-    argv: list[str], tree: Path, capsys: pytest.CaptureFixture[str],
+    argv: list[str], output: str, tree: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    native = _run(argv, "native", capsys, monkeypatch)
-    python = _run(argv, "python", capsys, monkeypatch)
+    native = _run(argv, "native", capsys, monkeypatch, output)
+    python = _run(argv, "python", capsys, monkeypatch, output)
     assert native == python
 
 
@@ -80,11 +81,12 @@ def test_the_native_command_runs_where_it_can(tree: Path) -> None:
     """The comparison above is not between two runs of the Python code: the native module
     takes these command lines itself, and hands back only the usage errors."""
     assert native_sql.lint_paths(["m", "single.sql"], pg_version=18, transaction_per_file=True,
-                                 one_change=False, down=False, excluded=frozenset()) is not None
+                                 one_change=False, down=False, excluded=frozenset(),
+                                 output="json") is not None
     for usage_error in (["missing"], ["notsql.txt"], ["latin1.sql"], ["nothing"]):
         assert native_sql.lint_paths(usage_error, pg_version=18, transaction_per_file=True,
-                                     one_change=False, down=False,
-                                     excluded=frozenset()) is None
+                                     one_change=False, down=False, excluded=frozenset(),
+                                     output="text") is None
 
 
 @pytest.mark.parametrize("statement", [
@@ -117,7 +119,8 @@ def test_an_unreadable_file_is_left_to_the_python_command(tree: Path) -> None:
         pytest.skip("root reads a file whatever its mode; the non-UTF-8 case covers the path")
     (tree / "single.sql").chmod(0)
     assert native_sql.lint_paths(["single.sql"], pg_version=18, transaction_per_file=True,
-                                 one_change=False, down=False, excluded=frozenset()) is None
+                                 one_change=False, down=False, excluded=frozenset(),
+                                 output="json") is None
 
 
 def test_a_long_script_is_decoded_statement_by_statement_with_the_same_findings() -> None:
