@@ -152,15 +152,19 @@ def run(arguments: LintArguments) -> int:
     except UsageError as error:
         _error(f"error: {error}")
         return 2
-    if (arguments.output in native_sql.FORMATS and arguments.stats_file is None
-            and native_sql.enabled()):
+    native = native_sql.enabled()
+    if arguments.output in native_sql.FORMATS and arguments.stats_file is None and native:
         # From finding the files to the report's text in the native module: no Python object
         # per migration or finding. None: a usage error, which the code below reports.
-        done = native_sql.lint_paths(
-            arguments.paths, pg_version=arguments.pg_version,
-            transaction_per_file=arguments.transaction_per_file,
-            one_change=arguments.one_change, down=arguments.down, excluded=excluded,
-            output=arguments.output)
+        try:
+            done = native_sql.lint_paths(
+                arguments.paths, pg_version=arguments.pg_version,
+                transaction_per_file=arguments.transaction_per_file,
+                one_change=arguments.one_change, down=arguments.down, excluded=excluded,
+                output=arguments.output)
+        except native_sql.NativeError as error:
+            _native_failed(error)
+            done, native = None, False
         if done is not None:
             risk, report, unknown = done
             if unknown:
@@ -181,11 +185,20 @@ def run(arguments: LintArguments) -> int:
     except UsageError as error:
         _error(f"error: {error}")
         return 2
-    return _lint(arguments, migrations, excluded, table_stats)
+    try:
+        return _lint(arguments, migrations, excluded, table_stats, native=native)
+    except native_sql.NativeError as error:
+        _native_failed(error)
+        return _lint(arguments, migrations, excluded, table_stats, native=False)
+
+
+def _native_failed(error: Exception) -> None:
+    _error(f"guardians lint: the native SQL analysis failed ({error}); the Python analysis, "
+           "which finds the same, ran instead. Please report this.")
 
 
 def _lint(arguments: LintArguments, migrations: "list[Migration]", excluded: frozenset[str],
-          table_stats: "TableStats | None") -> int:
+          table_stats: "TableStats | None", *, native: bool) -> int:
     from services.migration.domain.change_analysis import (
         AnalysisOptions,
         analyse_migrations,
@@ -197,9 +210,9 @@ def _lint(arguments: LintArguments, migrations: "list[Migration]", excluded: fro
                               transaction_per_file=arguments.transaction_per_file,
                               lint_down_scripts=arguments.down, report_missing_down=False)
     if arguments.one_change:
-        findings = analyse_migrations(migrations, options)
+        findings = analyse_migrations(migrations, options, native=native)
     else:
-        findings = lint_migrations(migrations, options)
+        findings = lint_migrations(migrations, options, native=native)
     if excluded:
         findings = [f for f in findings if f.rule not in excluded]
     unknown = [f for f in findings if f.rule == "unknown-suppression"]

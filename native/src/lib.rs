@@ -47,6 +47,27 @@ fn as_tuple<'py>(py: Python<'py>, f: &Finding) -> PyResult<Bound<'py, PyTuple>> 
     PyTuple::new(py, items)
 }
 
+pyo3::create_exception!(
+    _native,
+    NativeError,
+    PyRuntimeError,
+    "The native analysis failed (a bug: it panicked). The analysis object is not to be used \
+     again; the Python analysis finds the same."
+);
+
+/// Run `work`, a panic in it (a bug) turned into `NativeError` with its message, instead of
+/// pyo3's PanicException (a BaseException that `except Exception` does not catch).
+fn guarded<T>(work: impl FnOnce() -> T) -> PyResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        NativeError::new_err(message)
+    })
+}
+
 /// `SqlAnalysis` for Python: feed it files in apply order, read the findings.
 #[pyclass(unsendable, module = "services.migration.domain._native")]
 struct Analysis {
@@ -61,16 +82,16 @@ impl Analysis {
         Analysis { inner: SqlAnalysis::new(options, Arc::new(Catalog::builtin())) }
     }
 
-    fn analyse_file(&mut self, name: String, sql: String, rollback: bool) {
-        self.inner.analyse_file(&SqlFile { name, sql, rollback });
+    fn analyse_file(&mut self, name: String, sql: String, rollback: bool) -> PyResult<()> {
+        guarded(|| self.inner.analyse_file(&SqlFile { name, sql, rollback }))
     }
 
-    fn new_change(&mut self) {
-        self.inner.new_change();
+    fn new_change(&mut self) -> PyResult<()> {
+        guarded(|| self.inner.new_change())
     }
 
-    fn end_change(&mut self) {
-        self.inner.end_change();
+    fn end_change(&mut self) -> PyResult<()> {
+        guarded(|| self.inner.end_change())
     }
 
     /// After reading the history (already applied migrations): keep what was learnt of the
@@ -109,10 +130,12 @@ fn lint_paths<'py>(
     let options = SqlOptions { pg_version, transaction_per_file };
     let mode = report::LintMode { one_change, down };
     let done = py.allow_threads(|| {
-        let paths: Vec<String> = paths.iter().map(|p| files::path_text(p)).collect();
-        let migrations = files::find_migrations(&paths)?;
-        Some(report::lint_report(&migrations, options, mode, Arc::new(Catalog::builtin()), &excluded, format))
-    });
+        guarded(|| {
+            let paths: Vec<String> = paths.iter().map(|p| files::path_text(p)).collect();
+            let migrations = files::find_migrations(&paths)?;
+            Some(report::lint_report(&migrations, options, mode, Arc::new(Catalog::builtin()), &excluded, format))
+        })
+    })?;
     let Some(done) = done else { return Ok(None) };
     let unknown = done.unknown.iter().map(|f| as_tuple(py, f)).collect::<PyResult<_>>()?;
     Ok(Some((done.risk.as_str(), PyBytes::new(py, done.text.as_bytes()), unknown)))
@@ -127,6 +150,7 @@ fn load_parser(path: &str) -> PyResult<()> {
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Analysis>()?;
+    module.add("NativeError", module.py().get_type::<NativeError>())?;
     module.add_function(wrap_pyfunction!(load_parser, module)?)?;
     module.add_function(wrap_pyfunction!(lint_paths, module)?)?;
     Ok(())

@@ -3,6 +3,7 @@ the findings in the contract's form (ids F1..Fn, the grade's causes named by id)
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from schemas.events.migration import Finding as PublishedFinding
 from schemas.events.migration import MigrationAssessed, RiskLevel, ShadowVerification
 from services.migration.adapters import shadow
 from services.migration.adapters.migration_folders import read_migrations
+from services.migration.domain import native_sql
 from services.migration.domain.change_analysis import AnalysisOptions, analyse_change
 from services.migration.domain.findings import Effect, Finding
 from services.migration.domain.plans import finding_id
@@ -19,6 +21,8 @@ from services.migration.domain.risk_policy import Grade, RiskPolicy, grade
 from services.migration.domain.table_stats import TableStats
 from services.migration.domain.trace_check import reconcile
 from services.runtime.config import MigrationPolicy
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,12 @@ async def assess(change: ChangeSubmitted, policy: MigrationPolicy,
         # The verification reports missing rollbacks with what the up script does.
         report_missing_down=False,
     )
-    findings = analyse_change(change, options, history=baseline)
+    try:
+        findings = analyse_change(change, options, history=baseline)
+    except native_sql.NativeError as error:
+        _log.error("the native SQL analysis failed on %s (%s); the Python analysis ran instead",
+                   change.change_id, error)
+        findings = analyse_change(change, options, history=baseline, native=False)
     verification = None
     rollback_verified = False
     if change.migrations and broken is not None:

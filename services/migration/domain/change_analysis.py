@@ -65,11 +65,12 @@ class AnalysisOptions:
 
 def analyse_migrations(
     migrations: Sequence[MigrationLike], options: AnalysisOptions | None = None,
-    *, history: Sequence[MigrationLike] = (),
+    *, history: Sequence[MigrationLike] = (), native: bool | None = None,
 ) -> list[Finding]:
-    """One change's migrations, after `history` (already applied: read for the schema only)."""
+    """One change's migrations, after `history` (already applied: read for the schema only).
+    `native`: False for the Python analysis (see `new_sql_analysis`)."""
     options = options or AnalysisOptions()
-    analysis = new_sql_analysis(options, history)
+    analysis = new_sql_analysis(options, history, native=native)
     analysis.analyse(SqlFile(m.name, m.up_sql) for m in migrations)
     analysis.end_change()
     if options.lint_down_scripts:
@@ -83,13 +84,13 @@ def analyse_migrations(
 
 def lint_migrations(migrations: Sequence[MigrationLike],
                     options: AnalysisOptions | None = None, *, one_change: bool = False,
-                    ) -> list[Finding]:
+                    native: bool | None = None) -> list[Finding]:
     """`guardians lint`: by default each migration is its own change, the ones before it
     already applied (what a migrations directory is); `one_change` makes them one change."""
     options = options or AnalysisOptions()
     if one_change:
-        return analyse_migrations(migrations, options)
-    analysis = new_sql_analysis(options)
+        return analyse_migrations(migrations, options, native=native)
+    analysis = new_sql_analysis(options, native=native)
     for migration in migrations:
         analysis.new_change()
         analysis.analyse_file(SqlFile(migration.name, migration.up_sql))
@@ -98,9 +99,10 @@ def lint_migrations(migrations: Sequence[MigrationLike],
 
 
 def analyse_change(change: ChangeLike, options: AnalysisOptions | None = None,
-                   *, history: Sequence[MigrationLike] = ()) -> list[Finding]:
+                   *, history: Sequence[MigrationLike] = (), native: bool | None = None,
+                   ) -> list[Finding]:
     options = options or AnalysisOptions()
-    findings = analyse_migrations(change.migrations, options, history=history) \
+    findings = analyse_migrations(change.migrations, options, history=history, native=native) \
         if change.migrations else []
     findings += analyse_config_diffs(change.config_diffs, options.critical_config_keys)
     findings += analyse_dependency_diffs(change.dependency_diffs)
@@ -120,11 +122,13 @@ class SqlAnalysisLike(Protocol):
     def end_change(self) -> None: ...
 
 
-def new_sql_analysis(options: AnalysisOptions,
-                     history: Sequence[MigrationLike] = ()) -> SqlAnalysisLike:
-    """The native analysis when it is built (`native_sql.enabled`), else the Python one;
-    either has read `history` for the schema only."""
-    if native_sql.enabled():
+def new_sql_analysis(options: AnalysisOptions, history: Sequence[MigrationLike] = (),
+                     *, native: bool | None = None) -> SqlAnalysisLike:
+    """The native analysis when it is built (`native_sql.enabled`) and `native` is not False,
+    else the Python one; either has read `history` for the schema only. A `NativeError` (the
+    native analysis failed: a bug) is the caller's to catch; the Python analysis then finds the
+    same."""
+    if native is not False and native_sql.enabled():
         return native_sql.NativeAnalysis(options.sql, (SqlFile(m.name, m.up_sql) for m in history))
     return SqlAnalysis(options.sql, _learn(history, options))
 

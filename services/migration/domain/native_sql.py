@@ -30,6 +30,10 @@ try:
 except ImportError:  # not built (`make native`)
     _native = None
 
+NativeError: type[Exception] = getattr(_native, "NativeError", RuntimeError)
+"""The native analysis failed (a bug in it: a Rust panic, caught at the module's edge). The
+callers run the Python analysis instead, which finds the same."""
+
 ENGINE_VARIABLE = "GUARDIANS_SQL_ENGINE"
 _loaded = False
 

@@ -68,7 +68,7 @@ def both_analyses(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.fail("the native SQL analysis is not built: run `make native` (cargo, from "
                     "rustup); these tests compare it with the Python one")
 
-    def twin(options: AnalysisOptions,
-             history: Sequence[MigrationLike] = ()) -> TwinAnalysis:
+    def twin(options: AnalysisOptions, history: Sequence[MigrationLike] = (),
+             *, native: bool | None = None) -> TwinAnalysis:
         return TwinAnalysis(options, history)
     monkeypatch.setattr(change_analysis, "new_sql_analysis", twin)

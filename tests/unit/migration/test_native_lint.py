@@ -144,3 +144,16 @@ def test_a_long_script_is_decoded_statement_by_statement_with_the_same_findings(
     python, native = found
     assert len(python) >= 1800
     assert python == native
+
+
+def test_a_failing_native_command_says_so_and_writes_the_python_report(
+    tree: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise native_sql.NativeError("boom")
+
+    python = _run(["m"], "python", capsys, monkeypatch)
+    monkeypatch.setattr(native_sql, "lint_paths", fail)
+    code, out, err = _run(["m"], "native", capsys, monkeypatch)
+    assert (code, out) == python[:2]
+    assert "the native SQL analysis failed (boom)" in err
