@@ -54,6 +54,7 @@ native-tables: .venv/.installed
 
 lint: venv
 	$(PY) -m ruff check .
+	cd native && $(CARGO) fmt --check && $(CARGO) clippy --locked --quiet -- -D warnings
 	$(PY) -m mypy schemas services cli demo bench tests native
 
 stack-up: venv

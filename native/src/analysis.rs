@@ -71,14 +71,24 @@ impl StatementReport<'_> {
     }
 
     /// Add a finding; its index in the analysis' findings, or None when suppressed.
-    pub fn report(&mut self, rule_id: &str, message: impl Into<String>, extra: Extra) -> Option<usize> {
+    pub fn report(
+        &mut self,
+        rule_id: &str,
+        message: impl Into<String>,
+        extra: Extra,
+    ) -> Option<usize> {
         let finding = self.finding(rule_id, message, extra)?;
         self.analysis.findings.push(finding);
         Some(self.analysis.findings.len() - 1)
     }
 
     /// The finding `report` would add, at this statement, or None when suppressed.
-    pub fn finding(&self, rule_id: &str, message: impl Into<String>, extra: Extra) -> Option<Finding> {
+    pub fn finding(
+        &self,
+        rule_id: &str,
+        message: impl Into<String>,
+        extra: Extra,
+    ) -> Option<Finding> {
         if self.suppressed.contains(rule_id) {
             return None;
         }
@@ -101,7 +111,11 @@ impl StatementReport<'_> {
     }
 
     pub fn lock(&mut self, target: &ObjectName, mode: LockMode, preexisting: bool) {
-        self.locks.push(LockRequest { target: target.clone(), mode, preexisting });
+        self.locks.push(LockRequest {
+            target: target.clone(),
+            mode,
+            preexisting,
+        });
     }
 
     /// Outside a transaction a failed migration cannot simply be re-run: ask for
@@ -118,7 +132,13 @@ impl StatementReport<'_> {
 }
 
 fn is_write_blocking(mode: LockMode) -> bool {
-    matches!(mode, LockMode::Share | LockMode::ShareRowExclusive | LockMode::Exclusive | LockMode::AccessExclusive)
+    matches!(
+        mode,
+        LockMode::Share
+            | LockMode::ShareRowExclusive
+            | LockMode::Exclusive
+            | LockMode::AccessExclusive
+    )
 }
 
 /// Statements that take no time: run while a lock is held, they do not lengthen the hold.
@@ -163,7 +183,9 @@ impl SqlAnalysis {
     pub fn end_change(&mut self) {
         let foreign_keys = std::mem::take(&mut self.scope.foreign_keys);
         for (table, columns, finding) in foreign_keys {
-            if self.knowledge.columns.contains_key(&table) && !self.knowledge.indexed(&table, &columns) {
+            if self.knowledge.columns.contains_key(&table)
+                && !self.knowledge.indexed(&table, &columns)
+            {
                 self.findings.push(finding);
             }
         }
@@ -184,7 +206,11 @@ impl SqlAnalysis {
                 rule: "syntax-error".into(),
                 severity: Severity::Error,
                 message: problem.message.clone(),
-                effect: if file.rollback { Effect::RollbackDefect } else { Effect::CannotRun },
+                effect: if file.rollback {
+                    Effect::RollbackDefect
+                } else {
+                    Effect::CannotRun
+                },
                 file: Some(file.name.clone()),
                 line: Some(problem.line),
                 column: Some(problem.column),
@@ -205,7 +231,10 @@ impl SqlAnalysis {
             let message = if known {
                 format!("`{}` cannot be suppressed", unknown.name)
             } else {
-                format!("no rule is named `{}`: this suppression does nothing", unknown.name)
+                format!(
+                    "no rule is named `{}`: this suppression does nothing",
+                    unknown.name
+                )
             };
             self.findings.push(Finding {
                 rule: "unknown-suppression".into(),
@@ -217,7 +246,9 @@ impl SqlAnalysis {
                 column: Some(unknown.column),
                 statement: None,
                 target: None,
-                fix: Some("Name rules from docs/rules.md (`guardians:ignore rule-a,rule-b`).".into()),
+                fix: Some(
+                    "Name rules from docs/rules.md (`guardians:ignore rule-a,rule-b`).".into(),
+                ),
                 lock: None,
                 preexisting: true,
                 rollback: file.rollback,
@@ -231,8 +262,16 @@ impl SqlAnalysis {
         for statement in &script.statements {
             let suppressed = suppressions.for_statement(statement.start, previous);
             previous = statement.start as i64;
-            let mut report = StatementReport { analysis: self, file, statement, suppressed, locks: Vec::new() };
-            if !report.analysis.session.exclusive.is_empty() && !under_lock_harmless(&statement.kind) {
+            let mut report = StatementReport {
+                analysis: self,
+                file,
+                statement,
+                suppressed,
+                locks: Vec::new(),
+            };
+            if !report.analysis.session.exclusive.is_empty()
+                && !under_lock_harmless(&statement.kind)
+            {
                 check_held_exclusive(&mut report);
             }
             let node = script.node(statement);
@@ -254,7 +293,10 @@ impl SqlAnalysis {
             if self.session.in_transaction() {
                 for lock in locks {
                     if lock.preexisting && lock.mode == LockMode::AccessExclusive {
-                        self.session.exclusive.entry(lock.target.key()).or_insert(statement.line);
+                        self.session
+                            .exclusive
+                            .entry(lock.target.key())
+                            .or_insert(statement.line);
                     }
                 }
             }
@@ -283,11 +325,19 @@ fn check_held_exclusive(report: &mut StatementReport) {
         return;
     }
     session.exclusive_reported = true;
-    let (table, line) = session.exclusive.iter().next().map(|(t, l)| (t.clone(), *l)).unwrap();
+    let (table, line) = session
+        .exclusive
+        .iter()
+        .next()
+        .map(|(t, l)| (t.clone(), *l))
+        .unwrap();
     let held = ObjectName::from_key(&table);
     let more = session.exclusive.len() - 1;
     let others = if more > 0 {
-        format!(" (and {more} more table{})", if more > 1 { "s" } else { "" })
+        format!(
+            " (and {more} more table{})",
+            if more > 1 { "s" } else { "" }
+        )
     } else {
         String::new()
     };
@@ -308,11 +358,16 @@ fn check_held_exclusive(report: &mut StatementReport) {
 fn check_timeouts(report: &mut StatementReport) {
     let mut strongest: Option<&LockRequest> = None;
     for lock in &report.locks {
-        if lock.preexisting && is_write_blocking(lock.mode) && strongest.is_none_or(|s| lock.mode > s.mode) {
+        if lock.preexisting
+            && is_write_blocking(lock.mode)
+            && strongest.is_none_or(|s| lock.mode > s.mode)
+        {
             strongest = Some(lock);
         }
     }
-    let Some(strongest) = strongest.cloned() else { return };
+    let Some(strongest) = strongest.cloned() else {
+        return;
+    };
     if report.analysis.session.lock_timeout.in_effect() {
         return;
     }

@@ -79,11 +79,21 @@ impl TypeRef {
             .into_iter()
             .filter(|p| p != "pg_catalog")
             .collect();
-        let base = if parts.is_empty() { "?".to_string() } else { parts.join(".").to_lowercase() };
-        let modifiers: Vec<i64> =
-            children(type_name, "typmods").iter().filter_map(integer).collect();
+        let base = if parts.is_empty() {
+            "?".to_string()
+        } else {
+            parts.join(".").to_lowercase()
+        };
+        let modifiers: Vec<i64> = children(type_name, "typmods")
+            .iter()
+            .filter_map(integer)
+            .collect();
         let name = alias(&base).map_or(base, str::to_string);
-        TypeRef { name, modifiers, array: !children(type_name, "arrayBounds").is_empty() }
+        TypeRef {
+            name,
+            modifiers,
+            array: !children(type_name, "arrayBounds").is_empty(),
+        }
     }
 
     /// `integer_width`: bytes of a (non-array) integer type.
@@ -221,7 +231,9 @@ fn narrows(old: &TypeRef, new: &TypeRef) -> bool {
     if old.name == "numeric" && new_width.is_some() {
         return true; // rounds the fraction away
     }
-    if (textual(&old.name) || old.name == "bpchar") && matches!(new.name.as_str(), "varchar" | "bpchar") {
+    if (textual(&old.name) || old.name == "bpchar")
+        && matches!(new.name.as_str(), "varchar" | "bpchar")
+    {
         let (new_limit, old_limit) = (limit(new), limit(old));
         return match (new_limit, old_limit) {
             (None, _) => false,
@@ -235,7 +247,12 @@ fn narrows(old: &TypeRef, new: &TypeRef) -> bool {
         }
         return new.modifiers[0] < old.modifiers[0] || scale(new) < scale(old);
     }
-    if old.name == new.name && matches!(old.name.as_str(), "timestamp" | "timestamptz" | "time" | "interval") {
+    if old.name == new.name
+        && matches!(
+            old.name.as_str(),
+            "timestamp" | "timestamptz" | "time" | "interval"
+        )
+    {
         return !new.modifiers.is_empty()
             && (old.modifiers.is_empty() || new.modifiers[0] < old.modifiers[0]);
     }
@@ -271,7 +288,12 @@ fn binary_compatible_widening(old: &TypeRef, new: &TypeRef) -> bool {
             && new.modifiers[0] >= old.modifiers[0]
             && scale(new) == scale(old);
     }
-    if old.name == new.name && matches!(old.name.as_str(), "timestamp" | "timestamptz" | "time" | "interval") {
+    if old.name == new.name
+        && matches!(
+            old.name.as_str(),
+            "timestamp" | "timestamptz" | "time" | "interval"
+        )
+    {
         return new.modifiers.is_empty()
             || (!old.modifiers.is_empty() && new.modifiers[0] >= old.modifiers[0]);
     }

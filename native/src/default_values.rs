@@ -3,7 +3,7 @@
 
 use crate::nodes::Value;
 
-use crate::nodes::{children, scalar_text, strings, unwrap_value, flag};
+use crate::nodes::{children, flag, scalar_text, strings, unwrap_value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Volatility {
@@ -14,25 +14,86 @@ pub enum Volatility {
 
 /// `_VOLATILE`.
 const VOLATILE: [&str; 20] = [
-    "random", "random_normal", "setseed", "clock_timestamp", "timeofday", "nextval",
-    "currval", "lastval", "setval", "gen_random_uuid", "uuidv4", "uuidv7", "uuid_generate_v1",
-    "uuid_generate_v1mc", "uuid_generate_v4", "gen_random_bytes", "gen_salt", "txid_current",
-    "pg_current_xact_id", "pg_backend_pid",
+    "random",
+    "random_normal",
+    "setseed",
+    "clock_timestamp",
+    "timeofday",
+    "nextval",
+    "currval",
+    "lastval",
+    "setval",
+    "gen_random_uuid",
+    "uuidv4",
+    "uuidv7",
+    "uuid_generate_v1",
+    "uuid_generate_v1mc",
+    "uuid_generate_v4",
+    "gen_random_bytes",
+    "gen_salt",
+    "txid_current",
+    "pg_current_xact_id",
+    "pg_backend_pid",
 ];
 /// `_STABLE`.
 const STABLE: [&str; 17] = [
-    "now", "transaction_timestamp", "statement_timestamp", "current_setting", "to_char",
-    "to_timestamp", "to_date", "concat", "concat_ws", "jsonb_build_object",
-    "json_build_object", "jsonb_build_array", "json_build_array", "current_database",
-    "current_schema", "date_trunc", "age",
+    "now",
+    "transaction_timestamp",
+    "statement_timestamp",
+    "current_setting",
+    "to_char",
+    "to_timestamp",
+    "to_date",
+    "concat",
+    "concat_ws",
+    "jsonb_build_object",
+    "json_build_object",
+    "jsonb_build_array",
+    "json_build_array",
+    "current_database",
+    "current_schema",
+    "date_trunc",
+    "age",
 ];
 /// `_IMMUTABLE`.
 const IMMUTABLE: [&str; 37] = [
-    "lower", "upper", "length", "char_length", "md5", "trim", "btrim", "ltrim", "rtrim",
-    "replace", "substr", "substring", "abs", "round", "floor", "ceil", "timezone",
-    "make_interval", "make_date", "make_timestamp", "make_timestamptz", "array_fill",
-    "to_jsonb", "to_json", "jsonb_typeof", "array_length", "left", "right", "format",
-    "uuid_nil", "int4", "int8", "numeric", "text", "encode", "decode", "sha256",
+    "lower",
+    "upper",
+    "length",
+    "char_length",
+    "md5",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "replace",
+    "substr",
+    "substring",
+    "abs",
+    "round",
+    "floor",
+    "ceil",
+    "timezone",
+    "make_interval",
+    "make_date",
+    "make_timestamp",
+    "make_timestamptz",
+    "array_fill",
+    "to_jsonb",
+    "to_json",
+    "jsonb_typeof",
+    "array_length",
+    "left",
+    "right",
+    "format",
+    "uuid_nil",
+    "int4",
+    "int8",
+    "numeric",
+    "text",
+    "encode",
+    "decode",
+    "sha256",
 ];
 
 /// How volatile an expression is, and the function that makes it so (if any).
@@ -52,7 +113,14 @@ pub fn volatility(expression: &Value) -> (Volatility, Option<String>) {
         } else {
             Volatility::Volatile
         };
-        let mut worst = (own, if own != Volatility::Constant { Some(name) } else { None });
+        let mut worst = (
+            own,
+            if own != Volatility::Constant {
+                Some(name)
+            } else {
+                None
+            },
+        );
         for argument in children(node, "args") {
             let found = volatility(argument);
             if found.0 > worst.0 {

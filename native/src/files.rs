@@ -16,7 +16,10 @@ pub fn path_text(text: &str) -> String {
     } else {
         ("", text)
     };
-    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = rest
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     let joined = parts.join("/");
     if root.is_empty() && joined.is_empty() {
         ".".to_string()
@@ -60,7 +63,11 @@ fn kind(path: &str) -> Option<Kind> {
 /// The text Python's `open(path, encoding="utf-8").read()` returns (newlines translated).
 fn read(path: &str) -> Option<String> {
     let text = String::from_utf8(fs::read(path).ok()?).ok()?;
-    Some(if text.contains('\r') { text.replace("\r\n", "\n").replace('\r', "\n") } else { text })
+    Some(if text.contains('\r') {
+        text.replace("\r\n", "\n").replace('\r', "\n")
+    } else {
+        text
+    })
 }
 
 /// pathlib's `suffix` of the last part of `path`.
@@ -87,7 +94,11 @@ fn migrations_in(folder: &str, found: &mut Vec<Found>) -> Option<()> {
             Kind::File => Some(down),
             _ => None,
         };
-        found.push(Found { name: folder.to_string(), up, down });
+        found.push(Found {
+            name: folder.to_string(),
+            up,
+            down,
+        });
         return Some(());
     }
     let mut names = Vec::new();
@@ -99,7 +110,11 @@ fn migrations_in(folder: &str, found: &mut Vec<Found>) -> Option<()> {
         let entry = child(folder, &name);
         match kind(&entry)? {
             Kind::File if name.chars().count() > 4 && name.ends_with(".sql") => {
-                found.push(Found { name: entry.clone(), up: entry, down: None });
+                found.push(Found {
+                    name: entry.clone(),
+                    up: entry,
+                    down: None,
+                });
             }
             Kind::Dir if matches!(kind(&child(&entry, "up.sql"))?, Kind::File) => {
                 migrations_in(&entry, found)?;
@@ -120,7 +135,11 @@ pub fn find_migrations(paths: &[String]) -> Option<Vec<Migration>> {
                 if suffix(path) != ".sql" {
                     return None;
                 }
-                migrations.push(Found { name: path.clone(), up: path.clone(), down: None });
+                migrations.push(Found {
+                    name: path.clone(),
+                    up: path.clone(),
+                    down: None,
+                });
             }
             Kind::Dir => {
                 let before = migrations.len();
@@ -142,13 +161,18 @@ fn read_all(found: Vec<Found>) -> Option<Vec<Migration>> {
             Some(path) => Some(read(path)?),
             None => None,
         };
-        Some(Migration { name: f.name.clone(), up: read(&f.up)?, down })
+        Some(Migration {
+            name: f.name.clone(),
+            up: read(&f.up)?,
+            down,
+        })
     };
-    let (even, odd): (Vec<Option<Migration>>, Vec<Option<Migration>>) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| found.iter().step_by(2).map(load).collect());
-        let odd = found.iter().skip(1).step_by(2).map(load).collect();
-        (other.join().unwrap_or_default(), odd)
-    });
+    let (even, odd): (Vec<Option<Migration>>, Vec<Option<Migration>>) =
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| found.iter().step_by(2).map(load).collect());
+            let odd = found.iter().skip(1).step_by(2).map(load).collect();
+            (other.join().unwrap_or_default(), odd)
+        });
     if even.len() != found.len().div_ceil(2) {
         return None;
     }

@@ -48,9 +48,18 @@ pub enum Effect {
 
 impl Effect {
     pub const ALL: [Effect; 12] = [
-        Effect::CannotRun, Effect::ValidationFailed, Effect::DataLoss, Effect::BreakingRename,
-        Effect::Rewrite, Effect::FailsOnExistingRows, Effect::BlockingLock, Effect::Backfill,
-        Effect::Incompatible, Effect::RollbackDefect, Effect::MissingTimeout, Effect::Advisory,
+        Effect::CannotRun,
+        Effect::ValidationFailed,
+        Effect::DataLoss,
+        Effect::BreakingRename,
+        Effect::Rewrite,
+        Effect::FailsOnExistingRows,
+        Effect::BlockingLock,
+        Effect::Backfill,
+        Effect::Incompatible,
+        Effect::RollbackDefect,
+        Effect::MissingTimeout,
+        Effect::Advisory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -141,14 +150,23 @@ impl Catalog {
     pub fn builtin() -> Catalog {
         use crate::rule_table::{ALIASES, RULES, UNSUPPRESSIBLE};
         Catalog {
-            rules: RULES.iter().map(|(id, severity, effect)| (id.to_string(), (*severity, *effect))).collect(),
+            rules: RULES
+                .iter()
+                .map(|(id, severity, effect)| (id.to_string(), (*severity, *effect)))
+                .collect(),
             unsuppressible: UNSUPPRESSIBLE.iter().map(|id| id.to_string()).collect(),
-            aliases: ALIASES.iter().map(|(alias, id)| (alias.to_string(), id.to_string())).collect(),
+            aliases: ALIASES
+                .iter()
+                .map(|(alias, id)| (alias.to_string(), id.to_string()))
+                .collect(),
         }
     }
 
     pub fn rule(&self, id: &str) -> (Severity, Effect) {
-        *self.rules.get(id).unwrap_or_else(|| panic!("rule {id} is not in the catalog"))
+        *self
+            .rules
+            .get(id)
+            .unwrap_or_else(|| panic!("rule {id} is not in the catalog"))
     }
 
     /// The rule id a suppression names, or None when no rule has that name.

@@ -12,14 +12,16 @@ pub mod findings;
 pub mod nodes;
 pub mod pg;
 pub mod pytext;
+#[rustfmt::skip]
 mod pytext_tables;
+pub mod report;
+#[rustfmt::skip]
+mod rule_table;
 pub mod rules;
 pub mod source;
 pub mod state;
 pub mod suppressions;
 pub mod tree;
-pub mod report;
-mod rule_table;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -37,12 +39,19 @@ use crate::findings::{Catalog, Finding};
 /// preexisting, rollback.
 fn as_tuple<'py>(py: Python<'py>, f: &Finding) -> PyResult<Bound<'py, PyTuple>> {
     let items: [PyObject; 13] = [
-        f.rule.as_str().into_py_any(py)?, f.severity.as_str().into_py_any(py)?,
-        f.message.as_str().into_py_any(py)?, f.effect.as_str().into_py_any(py)?,
-        f.file.as_deref().into_py_any(py)?, f.line.into_py_any(py)?, f.column.into_py_any(py)?,
-        f.statement.as_deref().into_py_any(py)?, f.target.as_deref().into_py_any(py)?,
-        f.fix.as_deref().into_py_any(py)?, f.lock.map(|l| l.as_str()).into_py_any(py)?,
-        f.preexisting.into_py_any(py)?, f.rollback.into_py_any(py)?,
+        f.rule.as_str().into_py_any(py)?,
+        f.severity.as_str().into_py_any(py)?,
+        f.message.as_str().into_py_any(py)?,
+        f.effect.as_str().into_py_any(py)?,
+        f.file.as_deref().into_py_any(py)?,
+        f.line.into_py_any(py)?,
+        f.column.into_py_any(py)?,
+        f.statement.as_deref().into_py_any(py)?,
+        f.target.as_deref().into_py_any(py)?,
+        f.fix.as_deref().into_py_any(py)?,
+        f.lock.map(|l| l.as_str()).into_py_any(py)?,
+        f.preexisting.into_py_any(py)?,
+        f.rollback.into_py_any(py)?,
     ];
     PyTuple::new(py, items)
 }
@@ -78,12 +87,23 @@ struct Analysis {
 impl Analysis {
     #[new]
     fn new(pg_version: i64, transaction_per_file: bool) -> Self {
-        let options = SqlOptions { pg_version, transaction_per_file };
-        Analysis { inner: SqlAnalysis::new(options, Arc::new(Catalog::builtin())) }
+        let options = SqlOptions {
+            pg_version,
+            transaction_per_file,
+        };
+        Analysis {
+            inner: SqlAnalysis::new(options, Arc::new(Catalog::builtin())),
+        }
     }
 
     fn analyse_file(&mut self, name: String, sql: String, rollback: bool) -> PyResult<()> {
-        guarded(|| self.inner.analyse_file(&SqlFile { name, sql, rollback }))
+        guarded(|| {
+            self.inner.analyse_file(&SqlFile {
+                name,
+                sql,
+                rollback,
+            })
+        })
     }
 
     fn new_change(&mut self) -> PyResult<()> {
@@ -103,7 +123,11 @@ impl Analysis {
     }
 
     fn findings<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
-        self.inner.findings.iter().map(|f| as_tuple(py, f)).collect()
+        self.inner
+            .findings
+            .iter()
+            .map(|f| as_tuple(py, f))
+            .collect()
     }
 
     fn finding_count(&self) -> usize {
@@ -119,26 +143,54 @@ impl Analysis {
 #[pyo3(signature = (paths, pg_version, transaction_per_file, one_change, down, excluded, format))]
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn lint_paths<'py>(
-    py: Python<'py>, paths: Vec<String>, pg_version: i64, transaction_per_file: bool,
-    one_change: bool, down: bool, excluded: HashSet<String>, format: &str,
+    py: Python<'py>,
+    paths: Vec<String>,
+    pg_version: i64,
+    transaction_per_file: bool,
+    one_change: bool,
+    down: bool,
+    excluded: HashSet<String>,
+    format: &str,
 ) -> PyResult<Option<(&'static str, Bound<'py, PyBytes>, Vec<Bound<'py, PyTuple>>)>> {
     let format = match format {
         "json" => report::Format::Json,
         "text" => report::Format::Text,
-        other => return Err(PyValueError::new_err(format!("format {other:?}: json or text"))),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "format {other:?}: json or text"
+            )))
+        }
     };
-    let options = SqlOptions { pg_version, transaction_per_file };
+    let options = SqlOptions {
+        pg_version,
+        transaction_per_file,
+    };
     let mode = report::LintMode { one_change, down };
     let done = py.allow_threads(|| {
         guarded(|| {
             let paths: Vec<String> = paths.iter().map(|p| files::path_text(p)).collect();
             let migrations = files::find_migrations(&paths)?;
-            Some(report::lint_report(&migrations, options, mode, Arc::new(Catalog::builtin()), &excluded, format))
+            Some(report::lint_report(
+                &migrations,
+                options,
+                mode,
+                Arc::new(Catalog::builtin()),
+                &excluded,
+                format,
+            ))
         })
     })?;
     let Some(done) = done else { return Ok(None) };
-    let unknown = done.unknown.iter().map(|f| as_tuple(py, f)).collect::<PyResult<_>>()?;
-    Ok(Some((done.risk.as_str(), PyBytes::new(py, done.text.as_bytes()), unknown)))
+    let unknown = done
+        .unknown
+        .iter()
+        .map(|f| as_tuple(py, f))
+        .collect::<PyResult<_>>()?;
+    Ok(Some((
+        done.risk.as_str(),
+        PyBytes::new(py, done.text.as_bytes()),
+        unknown,
+    )))
 }
 
 /// Open libpg_query (pglast's parser extension module, by path).

@@ -90,7 +90,13 @@ pub fn scalar_text(value: Option<&Value>, default: &str) -> String {
     match value {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Bool(b)) => if *b { "True".into() } else { "False".into() },
+        Some(Value::Bool(b)) => {
+            if *b {
+                "True".into()
+            } else {
+                "False".into()
+            }
+        }
         Some(Value::Null) => "None".into(),
         None => default.to_string(),
         Some(Value::Array(_) | Value::Object(_)) => String::new(),
@@ -138,7 +144,14 @@ pub fn constant_text(wrapped: &Value) -> Option<String> {
         return Some(scalar_text(child(inner, "fval").get("fval"), "0"));
     }
     if inner.contains_key("boolval") {
-        return Some(if flag(child(inner, "boolval"), "boolval") { "true" } else { "false" }.into());
+        return Some(
+            if flag(child(inner, "boolval"), "boolval") {
+                "true"
+            } else {
+                "false"
+            }
+            .into(),
+        );
     }
     None
 }
@@ -152,12 +165,22 @@ pub struct ObjectName {
 
 impl ObjectName {
     pub fn new(name: impl Into<String>, schema: Option<String>) -> Self {
-        ObjectName { name: name.into(), schema }
+        ObjectName {
+            name: name.into(),
+            schema,
+        }
     }
 
     /// How the change's state and the table statistics find it: `schema.name`.
     pub fn key(&self) -> String {
-        format!("{}.{}", self.schema.as_deref().filter(|s| !s.is_empty()).unwrap_or("public"), self.name)
+        format!(
+            "{}.{}",
+            self.schema
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("public"),
+            self.name
+        )
     }
 
     pub fn from_key(key: &str) -> Self {
@@ -165,7 +188,14 @@ impl ObjectName {
             Some((schema, name)) => (schema, name),
             None => (key, ""),
         };
-        ObjectName::new(name, if schema == "public" { None } else { Some(schema.to_string()) })
+        ObjectName::new(
+            name,
+            if schema == "public" {
+                None
+            } else {
+                Some(schema.to_string())
+            },
+        )
     }
 
     pub fn from_parts(parts: &[String]) -> Self {
@@ -190,7 +220,10 @@ impl fmt::Display for ObjectName {
 pub fn relation(node: &Node, key: &str) -> Option<ObjectName> {
     let range_var = child(node, key);
     let name = text(range_var, "relname")?;
-    Some(ObjectName::new(name, text(range_var, "schemaname").map(str::to_string)))
+    Some(ObjectName::new(
+        name,
+        text(range_var, "schemaname").map(str::to_string),
+    ))
 }
 
 /// The objects of a `DropStmt`: lists of names, `ObjectWithArgs`, or a bare `String`.

@@ -78,11 +78,17 @@ pub fn load(path: &str) -> Result<(), String> {
         };
         let library = Library {
             parse: std::mem::transmute::<*mut c_void, ParseFn>(symbol("pg_query_parse")?),
-            free_parse: std::mem::transmute::<*mut c_void, FreeParseFn>(symbol("pg_query_free_parse_result")?),
+            free_parse: std::mem::transmute::<*mut c_void, FreeParseFn>(symbol(
+                "pg_query_free_parse_result",
+            )?),
             scan: std::mem::transmute::<*mut c_void, ScanFn>(symbol("pg_query_scan_tokens")?),
-            free_scan: std::mem::transmute::<*mut c_void, FreeScanFn>(symbol("pg_query_free_scan_tokens_result")?),
+            free_scan: std::mem::transmute::<*mut c_void, FreeScanFn>(symbol(
+                "pg_query_free_scan_tokens_result",
+            )?),
             token_name: std::mem::transmute::<*mut c_void, NameFn>(symbol("pg_query_token_name")?),
-            kind_name: std::mem::transmute::<*mut c_void, NameFn>(symbol("pg_query_keyword_kind_name")?),
+            kind_name: std::mem::transmute::<*mut c_void, NameFn>(symbol(
+                "pg_query_keyword_kind_name",
+            )?),
         };
         let _ = LIBRARY.set(library);
     }
@@ -127,9 +133,15 @@ pub fn parse_json(sql: &str) -> Result<String, ParseError> {
         let result = (lib.parse)(text.as_ptr());
         let outcome = if !result.error.is_null() {
             let error = &*result.error;
-            Err(ParseError { message: c_text(error.message), cursorpos: error.cursorpos as i64 })
+            Err(ParseError {
+                message: c_text(error.message),
+                cursorpos: error.cursorpos as i64,
+            })
         } else if result.parse_tree.is_null() {
-            Err(ParseError { message: "no parse tree".into(), cursorpos: 0 })
+            Err(ParseError {
+                message: "no parse tree".into(),
+                cursorpos: 0,
+            })
         } else {
             Ok(c_text(result.parse_tree))
         };
@@ -153,7 +165,9 @@ fn static_name(function: NameFn, value: c_int) -> &'static str {
     if pointer.is_null() {
         return "UNKNOWN";
     }
-    unsafe { CStr::from_ptr(pointer) }.to_str().unwrap_or("UNKNOWN")
+    unsafe { CStr::from_ptr(pointer) }
+        .to_str()
+        .unwrap_or("UNKNOWN")
 }
 
 /// The scanner's tokens of `sql`, or the scanner's error.
@@ -165,7 +179,10 @@ pub fn scan(sql: &str) -> Result<Vec<RawToken>, ParseError> {
         let result = (lib.scan)(text.as_ptr());
         let outcome = if !result.error.is_null() {
             let error = &*result.error;
-            Err(ParseError { message: c_text(error.message), cursorpos: error.cursorpos as i64 })
+            Err(ParseError {
+                message: c_text(error.message),
+                cursorpos: error.cursorpos as i64,
+            })
         } else if result.n_tokens <= 0 || result.tokens.is_null() {
             Ok(Vec::new())
         } else {

@@ -60,7 +60,11 @@ pub fn decimal_digit(c: char) -> Option<char> {
 /// `repr()` of a string (`{name!r}` in the rules' messages): single quotes unless the text
 /// holds a `'` and no `"`; backslash, the quote and what `str.isprintable()` rejects escaped.
 pub fn py_repr(value: &str) -> String {
-    let quote = if value.contains('\'') && !value.contains('"') { '"' } else { '\'' };
+    let quote = if value.contains('\'') && !value.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(value.len() + 2);
     out.push(quote);
     for c in value.chars() {
@@ -73,7 +77,9 @@ pub fn py_repr(value: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if c != ' ' && (c.is_ascii_control() || (!c.is_ascii() && in_ranges(UNPRINTABLE, c))) => {
+            c if c != ' '
+                && (c.is_ascii_control() || (!c.is_ascii() && in_ranges(UNPRINTABLE, c))) =>
+            {
                 let code = c as u32;
                 if code < 0x100 {
                     out.push_str(&format!("\\x{code:02x}"));

@@ -32,13 +32,21 @@ pub struct LintMode {
 fn plan(migrations: &[Migration], mode: LintMode) -> Vec<(SqlFile, bool)> {
     let mut files = Vec::new();
     for m in migrations {
-        let file = SqlFile { name: m.name.clone(), sql: m.up.clone(), rollback: false };
+        let file = SqlFile {
+            name: m.name.clone(),
+            sql: m.up.clone(),
+            rollback: false,
+        };
         files.push((file, !mode.one_change));
     }
     if mode.one_change && mode.down {
         for m in migrations.iter().rev() {
             if let Some(down) = &m.down {
-                let file = SqlFile { name: format!("{}/down", m.name), sql: down.clone(), rollback: true };
+                let file = SqlFile {
+                    name: format!("{}/down", m.name),
+                    sql: down.clone(),
+                    rollback: true,
+                };
                 files.push((file, false));
             }
         }
@@ -68,12 +76,22 @@ struct ParseState {
 
 impl<'f> Parsing<'f> {
     fn new(files: &'f [(SqlFile, bool)]) -> Self {
-        let state = ParseState { scripts: files.iter().map(|_| None).collect(), next: 0, taken: 0 };
-        Parsing { files, state: Mutex::new(state), changed: Condvar::new() }
+        let state = ParseState {
+            scripts: files.iter().map(|_| None).collect(),
+            next: 0,
+            taken: 0,
+        };
+        Parsing {
+            files,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, ParseState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Parse file `index` and put its tree where the analysis finds it.
@@ -88,7 +106,10 @@ impl<'f> Parsing<'f> {
         loop {
             let mut state = self.lock();
             while state.next < self.files.len() && state.next >= state.taken + AHEAD {
-                state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
             }
             if state.next >= self.files.len() {
                 return;
@@ -119,14 +140,22 @@ impl<'f> Parsing<'f> {
                 self.parse(next);
                 state = self.lock();
             } else {
-                state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
             }
         }
     }
 }
 
 /// The findings of `guardians lint` over `migrations`, in reading order.
-pub fn lint(migrations: &[Migration], options: SqlOptions, mode: LintMode, catalog: Arc<Catalog>) -> Vec<Finding> {
+pub fn lint(
+    migrations: &[Migration],
+    options: SqlOptions,
+    mode: LintMode,
+    catalog: Arc<Catalog>,
+) -> Vec<Finding> {
     let files = plan(migrations, mode);
     let mut analysis = SqlAnalysis::new(options, catalog);
     let parsing = Parsing::new(&files);
@@ -165,7 +194,12 @@ pub fn in_reading_order(mut findings: Vec<Finding>, names: &[&str]) -> Vec<Findi
         let down = file.ends_with("/down");
         let stem = if down { &file[..file.len() - 5] } else { file };
         let index = position.get(stem).copied().unwrap_or(names.len());
-        (down, index, finding.line.unwrap_or(0), finding.column.unwrap_or(0))
+        (
+            down,
+            index,
+            finding.line.unwrap_or(0),
+            finding.column.unwrap_or(0),
+        )
     });
     findings
 }
@@ -192,8 +226,13 @@ impl RiskLevel {
 fn effect_level(effect: Effect) -> RiskLevel {
     match effect {
         Effect::CannotRun | Effect::ValidationFailed => RiskLevel::Blocked,
-        Effect::DataLoss | Effect::BreakingRename | Effect::Rewrite | Effect::FailsOnExistingRows => RiskLevel::High,
-        Effect::BlockingLock | Effect::Backfill | Effect::Incompatible | Effect::RollbackDefect => RiskLevel::Medium,
+        Effect::DataLoss
+        | Effect::BreakingRename
+        | Effect::Rewrite
+        | Effect::FailsOnExistingRows => RiskLevel::High,
+        Effect::BlockingLock | Effect::Backfill | Effect::Incompatible | Effect::RollbackDefect => {
+            RiskLevel::Medium
+        }
         Effect::MissingTimeout | Effect::Advisory => RiskLevel::Low,
     }
 }
@@ -201,8 +240,15 @@ fn effect_level(effect: Effect) -> RiskLevel {
 /// `risk_policy.finding_level` with the default policy and no statistics.
 fn finding_level(finding: &Finding, destructive: bool) -> RiskLevel {
     let effect = finding.effect;
-    let level = if effect == Effect::RollbackDefect && destructive { RiskLevel::High } else { effect_level(effect) };
-    let never_softened = matches!(effect, Effect::CannotRun | Effect::ValidationFailed | Effect::RollbackDefect);
+    let level = if effect == Effect::RollbackDefect && destructive {
+        RiskLevel::High
+    } else {
+        effect_level(effect)
+    };
+    let never_softened = matches!(
+        effect,
+        Effect::CannotRun | Effect::ValidationFailed | Effect::RollbackDefect
+    );
     if !never_softened && (finding.rollback || !finding.preexisting) {
         return RiskLevel::Low;
     }
@@ -213,11 +259,22 @@ fn finding_level(finding: &Finding, destructive: bool) -> RiskLevel {
 pub fn grade(findings: &[Finding]) -> (RiskLevel, Vec<usize>) {
     let destructive = findings.iter().any(|f| {
         f.effect != Effect::RollbackDefect
-            && matches!(finding_level(f, false), RiskLevel::High | RiskLevel::Blocked)
+            && matches!(
+                finding_level(f, false),
+                RiskLevel::High | RiskLevel::Blocked
+            )
     });
-    let levels: Vec<RiskLevel> = findings.iter().map(|f| finding_level(f, destructive)).collect();
+    let levels: Vec<RiskLevel> = findings
+        .iter()
+        .map(|f| finding_level(f, destructive))
+        .collect();
     let risk = levels.iter().copied().max().unwrap_or(RiskLevel::Low);
-    let causes = levels.iter().enumerate().filter(|(_, l)| **l == risk).map(|(i, _)| i).collect();
+    let causes = levels
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l == risk)
+        .map(|(i, _)| i)
+        .collect();
     (risk, causes)
 }
 
@@ -255,7 +312,11 @@ pub fn json_string(out: &mut String, value: &str) {
             0x0c => "\\f",
             _ => "",
         };
-        let width = if byte < 0x80 { 1 } else { value[index..].chars().next().map_or(1, char::len_utf8) };
+        let width = if byte < 0x80 {
+            1
+        } else {
+            value[index..].chars().next().map_or(1, char::len_utf8)
+        };
         if escape.is_empty() {
             let c = value[index..].chars().next().unwrap_or('\u{fffd}');
             let mut units = [0u16; 2];
@@ -311,7 +372,10 @@ struct Repeated<'f> {
 
 impl<'f> Repeated<'f> {
     fn new() -> Self {
-        Repeated { last: None, at: 0..0 }
+        Repeated {
+            last: None,
+            at: 0..0,
+        }
     }
 
     fn write(&mut self, out: &mut String, value: Option<&'f str>) {
@@ -337,7 +401,10 @@ pub fn render_json(findings: &[Finding], risk: RiskLevel, causes: &[usize]) -> S
     let (first, second) = findings.split_at(findings.len() / 2);
     let (first, second) = std::thread::scope(|scope| {
         let other = scope.spawn(|| render_findings(second));
-        (render_findings(first), other.join().unwrap_or_else(|_| render_findings(second)))
+        (
+            render_findings(first),
+            other.join().unwrap_or_else(|_| render_findings(second)),
+        )
     });
     let mut out = String::with_capacity(first.len() + second.len() + 64 + causes.len() * 6);
     out.push_str("{\"risk\": ");
@@ -358,8 +425,13 @@ pub fn render_json(findings: &[Finding], risk: RiskLevel, causes: &[usize]) -> S
 /// The findings as the JSON objects of `render_json`'s list, `, `-separated.
 fn render_findings(findings: &[Finding]) -> String {
     let mut out = String::with_capacity(findings.len() * 900);
-    let (mut messages, mut files, mut statements, mut fixes, mut targets) =
-        (Repeated::new(), Repeated::new(), Repeated::new(), Repeated::new(), Repeated::new());
+    let (mut messages, mut files, mut statements, mut fixes, mut targets) = (
+        Repeated::new(),
+        Repeated::new(),
+        Repeated::new(),
+        Repeated::new(),
+        Repeated::new(),
+    );
     for (index, f) in findings.iter().enumerate() {
         if index > 0 {
             out.push_str(", ");
@@ -386,8 +458,16 @@ fn render_findings(findings: &[Finding]) -> String {
         targets.write(&mut out, f.target.as_deref());
         out.push_str(", \"lock\": ");
         json_opt(&mut out, f.lock.map(|l| l.as_str()));
-        out.push_str(if f.preexisting { ", \"preexisting\": true" } else { ", \"preexisting\": false" });
-        out.push_str(if f.rollback { ", \"rollback\": true}" } else { ", \"rollback\": false}" });
+        out.push_str(if f.preexisting {
+            ", \"preexisting\": true"
+        } else {
+            ", \"preexisting\": false"
+        });
+        out.push_str(if f.rollback {
+            ", \"rollback\": true}"
+        } else {
+            ", \"rollback\": false}"
+        });
     }
     out
 }
@@ -418,22 +498,40 @@ pub fn render_text(findings: &[Finding], risk: RiskLevel, causes: &[usize]) -> S
             let _ = write!(out, "\n\n{}", f.file.as_deref().unwrap_or("None"));
         }
         let place = match (f.line, f.column) {
-            (Some(line), column) if line != 0 => format!("{line}:{}", column.map_or("None".into(), |c| c.to_string())),
+            (Some(line), column) if line != 0 => {
+                format!("{line}:{}", column.map_or("None".into(), |c| c.to_string()))
+            }
             _ => "-".to_string(),
         };
-        let _ = write!(out, "\n  {place:>8} {:<7} {}: {}", f.severity.as_str(), f.rule, f.message);
+        let _ = write!(
+            out,
+            "\n  {place:>8} {:<7} {}: {}",
+            f.severity.as_str(),
+            f.rule,
+            f.message
+        );
         if let Some(fix) = f.fix.as_deref().filter(|fix| !fix.is_empty()) {
             let _ = write!(out, "\n  {:>8} fix: {fix}", "");
         }
     }
-    let _ = write!(out, "\n\nrisk: {} ({} findings)", risk.as_str(), findings.len());
+    let _ = write!(
+        out,
+        "\n\nrisk: {} ({} findings)",
+        risk.as_str(),
+        findings.len()
+    );
     for &index in causes.iter().take(20) {
         let cause = &findings[index];
         let line = match cause.line {
             Some(line) if line != 0 => line.to_string(),
             _ => "-".to_string(),
         };
-        let _ = write!(out, "\n  because {}:{line} {}", cause.file.as_deref().unwrap_or("None"), cause.rule);
+        let _ = write!(
+            out,
+            "\n  because {}:{line} {}",
+            cause.file.as_deref().unwrap_or("None"),
+            cause.rule
+        );
     }
     if causes.len() > 20 {
         let _ = write!(out, "\n  ... and {} more", causes.len() - 20);
@@ -444,23 +542,39 @@ pub fn render_text(findings: &[Finding], risk: RiskLevel, causes: &[usize]) -> S
 }
 
 pub fn lint_report(
-    migrations: &[Migration], options: SqlOptions, mode: LintMode, catalog: Arc<Catalog>,
-    excluded: &HashSet<String>, format: Format,
+    migrations: &[Migration],
+    options: SqlOptions,
+    mode: LintMode,
+    catalog: Arc<Catalog>,
+    excluded: &HashSet<String>,
+    format: Format,
 ) -> Report {
     let mut findings = lint(migrations, options, mode, catalog);
     if !excluded.is_empty() {
         findings.retain(|f| !excluded.contains(&f.rule));
     }
-    let unknown: Vec<Finding> = findings.iter().filter(|f| f.rule == "unknown-suppression").cloned().collect();
+    let unknown: Vec<Finding> = findings
+        .iter()
+        .filter(|f| f.rule == "unknown-suppression")
+        .cloned()
+        .collect();
     if !unknown.is_empty() {
-        return Report { risk: RiskLevel::Blocked, text: String::new(), unknown };
+        return Report {
+            risk: RiskLevel::Blocked,
+            text: String::new(),
+            unknown,
+        };
     }
     let (risk, causes) = grade(&findings);
     let text = match format {
         Format::Json => render_json(&findings, risk, &causes),
         Format::Text => render_text(&findings, risk, &causes),
     };
-    Report { risk, text, unknown }
+    Report {
+        risk,
+        text,
+        unknown,
+    }
 }
 
 #[cfg(test)]
@@ -475,9 +589,18 @@ mod tests {
 
     #[test]
     fn strings_are_written_as_json_dumps_writes_them() {
-        assert_eq!(dumped("plain ASCII text, long enough for words"), "\"plain ASCII text, long enough for words\"");
-        assert_eq!(dumped("a\"b\\c\nd\te\u{8}f\u{c}g\rh\u{1}"), "\"a\\\"b\\\\c\\nd\\te\\bf\\fg\\rh\\u0001\"");
-        assert_eq!(dumped("caf\u{e9} \u{1f600}!"), "\"caf\\u00e9 \\ud83d\\ude00!\"");
+        assert_eq!(
+            dumped("plain ASCII text, long enough for words"),
+            "\"plain ASCII text, long enough for words\""
+        );
+        assert_eq!(
+            dumped("a\"b\\c\nd\te\u{8}f\u{c}g\rh\u{1}"),
+            "\"a\\\"b\\\\c\\nd\\te\\bf\\fg\\rh\\u0001\""
+        );
+        assert_eq!(
+            dumped("caf\u{e9} \u{1f600}!"),
+            "\"caf\\u00e9 \\ud83d\\ude00!\""
+        );
         assert_eq!(dumped("12345678\"12345678"), "\"12345678\\\"12345678\"");
         assert_eq!(dumped("\u{7f}~ 01234567"), "\"\u{7f}~ 01234567\"");
     }

@@ -7,10 +7,10 @@
 
 use std::fmt;
 
+use crate::nodes::Value;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use crate::nodes::Value;
 
 use crate::nodes::{Node, IDENTIFIER_MAX_BYTES};
 use crate::pg;
@@ -60,7 +60,9 @@ impl Script {
         match &statement.raw {
             None => std::borrow::Cow::Borrowed(&statement.node),
             Some(range) => std::borrow::Cow::Owned(
-                serde_json::from_str::<Stmt>(&self.json[range.clone()]).map(|s| s.node).unwrap_or_default(),
+                serde_json::from_str::<Stmt>(&self.json[range.clone()])
+                    .map(|s| s.node)
+                    .unwrap_or_default(),
             ),
         }
     }
@@ -76,7 +78,12 @@ struct Positions<'a> {
 
 impl<'a> Positions<'a> {
     fn new(sql: &'a str) -> Self {
-        Positions { sql, ascii: sql.is_ascii(), byte: 0, char: 0 }
+        Positions {
+            sql,
+            ascii: sql.is_ascii(),
+            byte: 0,
+            char: 0,
+        }
     }
 
     /// The character offset of a byte offset (bytes of a cut character are not counted).
@@ -90,7 +97,10 @@ impl<'a> Positions<'a> {
         }
         let end = byte_offset.min(self.sql.len());
         let piece = &self.sql.as_bytes()[self.byte.min(end)..end];
-        self.char += String::from_utf8_lossy(piece).chars().filter(|c| *c != '\u{fffd}').count()
+        self.char += String::from_utf8_lossy(piece)
+            .chars()
+            .filter(|c| *c != '\u{fffd}')
+            .count()
             + piece_replacements(piece);
         self.byte = byte_offset;
         self.char
@@ -99,7 +109,10 @@ impl<'a> Positions<'a> {
 
 /// U+FFFD characters that are really in `piece` (not produced by decoding errors).
 fn piece_replacements(piece: &[u8]) -> usize {
-    piece.windows(3).filter(|w| *w == [0xef, 0xbf, 0xbd]).count()
+    piece
+        .windows(3)
+        .filter(|w| *w == [0xef, 0xbf, 0xbd])
+        .count()
 }
 
 /// The byte offset of character offset `chars` in `sql`.
@@ -108,14 +121,22 @@ fn byte_of(sql: &str, chars: usize) -> usize {
 }
 
 fn char_count(text: &str) -> usize {
-    if text.is_ascii() { text.len() } else { text.chars().count() }
+    if text.is_ascii() {
+        text.len()
+    } else {
+        text.chars().count()
+    }
 }
 
 /// 1-based line and column (in characters) of a character offset in `sql`.
 fn line_column(sql: &str, offset: i64) -> (i64, i64) {
     let total = char_count(sql);
     let offset = offset.clamp(0, total as i64) as usize;
-    let byte = if sql.is_ascii() { offset } else { byte_of(sql, offset) };
+    let byte = if sql.is_ascii() {
+        offset
+    } else {
+        byte_of(sql, offset)
+    };
     let before = &sql[..byte];
     let line = before.bytes().filter(|b| *b == b'\n').count() as i64 + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -127,9 +148,17 @@ pub fn read_script(sql: &str) -> Script {
     match pg::parse_json(sql) {
         Ok(tree) if tree.len() > DECODE_AT_ONCE_BYTES => {
             let statements = raw_statements(sql, &tree);
-            Script { statements, errors: Vec::new(), json: tree }
+            Script {
+                statements,
+                errors: Vec::new(),
+                json: tree,
+            }
         }
-        Ok(tree) => Script { statements: statements(sql, &tree, 0), errors: Vec::new(), json: String::new() },
+        Ok(tree) => Script {
+            statements: statements(sql, &tree, 0),
+            errors: Vec::new(),
+            json: String::new(),
+        },
         Err(error) => parse_piecewise(sql, error),
     }
 }
@@ -244,7 +273,9 @@ impl<'de> Visitor<'de> for Fields {
 
 /// The statements of a parse tree of `sql`; `base`: added to their character offsets.
 fn statements(sql: &str, tree_json: &str, base: usize) -> Vec<SourceStatement> {
-    let Ok(tree) = serde_json::from_str::<Tree>(tree_json) else { return Vec::new() };
+    let Ok(tree) = serde_json::from_str::<Tree>(tree_json) else {
+        return Vec::new();
+    };
     let items = tree.stmts.into_iter().map(|item| {
         let Stmt { kind, node } = item.stmt;
         (kind, node, None, item.stmt_location, item.stmt_len)
@@ -255,7 +286,9 @@ fn statements(sql: &str, tree_json: &str, base: usize) -> Vec<SourceStatement> {
 /// The statements of a long script's parse tree, their nodes left in `tree_json` (each kind
 /// read from the front of its `{"Kind": {...}}`).
 fn raw_statements(sql: &str, tree_json: &str) -> Vec<SourceStatement> {
-    let Ok(tree) = serde_json::from_str::<RawTree>(tree_json) else { return Vec::new() };
+    let Ok(tree) = serde_json::from_str::<RawTree>(tree_json) else {
+        return Vec::new();
+    };
     let items: Vec<_> = tree
         .stmts
         .into_iter()
@@ -283,7 +316,9 @@ fn raw_kind(text: &str) -> String {
         .filter(|kind| kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     match kind {
         Some(kind) => kind.to_string(),
-        None => serde_json::from_str::<Stmt>(text).map(|s| s.kind).unwrap_or_default(),
+        None => serde_json::from_str::<Stmt>(text)
+            .map(|s| s.kind)
+            .unwrap_or_default(),
     }
 }
 
@@ -299,7 +334,11 @@ fn place(sql: &str, items: impl Iterator<Item = Item>, base: usize) -> Vec<Sourc
         let location = stmt_location.max(0) as usize;
         let length = stmt_len.max(0) as usize;
         let start_byte = location.min(sql.len());
-        let end_byte = if length > 0 { (location + length).min(sql.len()) } else { sql.len() };
+        let end_byte = if length > 0 {
+            (location + length).min(sql.len())
+        } else {
+            sql.len()
+        };
         let piece = sql.get(start_byte..end_byte.max(start_byte)).unwrap_or("");
         let stripped_start = piece.len() - piece.trim_start_matches(is_space).len();
         let text = strip(piece).to_string();
@@ -310,11 +349,22 @@ fn place(sql: &str, items: impl Iterator<Item = Item>, base: usize) -> Vec<Sourc
             line = 1;
             line_byte = 0;
         }
-        line += sql.as_bytes()[line_byte..first_byte].iter().filter(|b| **b == b'\n').count() as i64;
+        line += sql.as_bytes()[line_byte..first_byte]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as i64;
         line_byte = first_byte;
         let line_start = sql[..first_byte].rfind('\n').map_or(0, |i| i + 1);
         let column = char_count(&sql[line_start..first_byte]) as i64 + 1;
-        out.push(SourceStatement { kind, node, raw, text, start: base + start, line, column });
+        out.push(SourceStatement {
+            kind,
+            node,
+            raw,
+            text,
+            start: base + start,
+            line,
+            column,
+        });
     }
     out
 }
@@ -323,7 +373,11 @@ fn parse_piecewise(sql: &str, first_error: pg::ParseError) -> Script {
     let pieces = match split_at_semicolons(sql) {
         Ok(pieces) => pieces,
         Err(_) => {
-            return Script { statements: Vec::new(), errors: vec![problem(sql, &first_error, sql, 0)], json: String::new() }
+            return Script {
+                statements: Vec::new(),
+                errors: vec![problem(sql, &first_error, sql, 0)],
+                json: String::new(),
+            }
         }
     };
     let mut statements_out = Vec::new();
@@ -337,7 +391,12 @@ fn parse_piecewise(sql: &str, first_error: pg::ParseError) -> Script {
                 for statement in statements(piece, &tree, 0) {
                     let offset = start + statement.start;
                     let (line, column) = line_column(sql, offset as i64);
-                    statements_out.push(SourceStatement { start: offset, line, column, ..statement });
+                    statements_out.push(SourceStatement {
+                        start: offset,
+                        line,
+                        column,
+                        ..statement
+                    });
                 }
             }
         }
@@ -346,7 +405,11 @@ fn parse_piecewise(sql: &str, first_error: pg::ParseError) -> Script {
         // the pieces parse alone but not together: report the first error whole
         errors.push(problem(sql, &first_error, sql, 0));
     }
-    Script { statements: statements_out, errors, json: String::new() }
+    Script {
+        statements: statements_out,
+        errors,
+        json: String::new(),
+    }
 }
 
 /// The script cut at its `;` tokens: byte ranges of the non-blank pieces.
@@ -362,13 +425,20 @@ fn split_at_semicolons(sql: &str) -> Result<Vec<(usize, usize)>, pg::ParseError>
     if !strip(&sql[start..]).is_empty() {
         pieces.push((start, sql.len()));
     }
-    Ok(pieces.into_iter().filter(|(s, e)| s <= e && !strip(&sql[*s..*e]).is_empty()).collect())
+    Ok(pieces
+        .into_iter()
+        .filter(|(s, e)| s <= e && !strip(&sql[*s..*e]).is_empty())
+        .collect())
 }
 
 fn problem(piece: &str, error: &pg::ParseError, sql: &str, base: usize) -> SyntaxProblem {
     let offset = error_offset(piece, error);
     let (line, column) = line_column(sql, (base + offset) as i64);
-    SyntaxProblem { message: error.message.clone(), line, column }
+    SyntaxProblem {
+        message: error.message.clone(),
+        line,
+        column,
+    }
 }
 
 /// pglast's error position: `cursorpos - 1` taken as a byte offset and converted to
@@ -378,7 +448,12 @@ fn pglast_location(piece: &str, error: &pg::ParseError) -> Option<usize> {
         return None;
     }
     let byte = ((error.cursorpos - 1) as usize).min(piece.len());
-    Some(String::from_utf8_lossy(&piece.as_bytes()[..byte]).chars().filter(|c| *c != '\u{fffd}').count())
+    Some(
+        String::from_utf8_lossy(&piece.as_bytes()[..byte])
+            .chars()
+            .filter(|c| *c != '\u{fffd}')
+            .count(),
+    )
 }
 
 /// The error's character offset in `piece`: the same text with each non-ASCII character
@@ -390,7 +465,10 @@ fn error_offset(piece: &str, error: &pg::ParseError) -> usize {
     if piece.is_ascii() {
         return location;
     }
-    let ascii: String = piece.chars().map(|c| if c.is_ascii() { c } else { 'x' }).collect();
+    let ascii: String = piece
+        .chars()
+        .map(|c| if c.is_ascii() { c } else { 'x' })
+        .collect();
     if let Err(ascii_error) = pg::parse_json(&ascii) {
         if let Some(ascii_location) = pglast_location(&ascii, &ascii_error) {
             return ascii_location;
@@ -417,7 +495,12 @@ fn has_long_word(text: &str) -> bool {
             i += 1;
         }
     }
-    let quotes: Vec<usize> = chars.iter().enumerate().filter(|(_, c)| **c == '"').map(|(i, _)| i).collect();
+    let quotes: Vec<usize> = chars
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == '"')
+        .map(|(i, _)| i)
+        .collect();
     quotes.windows(2).any(|w| w[1] - w[0] > 32)
 }
 
@@ -450,11 +533,15 @@ pub fn long_identifiers(statement: &str) -> Vec<String> {
     if !has_long_word(statement) {
         return Vec::new();
     }
-    let Ok(tokens) = pg::scan(statement) else { return Vec::new() };
+    let Ok(tokens) = pg::scan(statement) else {
+        return Vec::new();
+    };
     let mut names = Vec::new();
     for token in tokens {
         if token.name == "IDENT" || token.kind != "NO_KEYWORD" {
-            let raw = statement.get(token.start..token.end.min(statement.len())).unwrap_or("");
+            let raw = statement
+                .get(token.start..token.end.min(statement.len()))
+                .unwrap_or("");
             let name = raw.trim_matches('"');
             if name.len() > IDENTIFIER_MAX_BYTES {
                 names.push(name.to_string());

@@ -23,14 +23,20 @@ pub struct SchemaKnowledge {
 
 impl SchemaKnowledge {
     pub fn column_type(&self, table: &str, column: &str) -> Option<&TypeRef> {
-        self.columns.get(table).and_then(|columns| columns.get(column))
+        self.columns
+            .get(table)
+            .and_then(|columns| columns.get(column))
     }
 
     pub fn add_index(&mut self, index: &str, table: &str, columns: IndexKeys) {
         self.forget_index(index);
-        self.index_tables.insert(index.to_string(), table.to_string());
+        self.index_tables
+            .insert(index.to_string(), table.to_string());
         if !columns.is_empty() {
-            self.table_indexes.entry(table.to_string()).or_default().insert(index.to_string(), columns);
+            self.table_indexes
+                .entry(table.to_string())
+                .or_default()
+                .insert(index.to_string(), columns);
         }
     }
 
@@ -146,7 +152,9 @@ impl ChangeScope {
     pub fn is_new(&self, namespace: Namespace, key: &str) -> bool {
         let schema = key.split('.').next().unwrap_or(key);
         self.created.contains(&(namespace, key.to_string()))
-            || self.created.contains(&(Namespace::Schema, schema.to_string()))
+            || self
+                .created
+                .contains(&(Namespace::Schema, schema.to_string()))
     }
 }
 

@@ -52,7 +52,12 @@ pub fn read_suppressions(sql: &str, catalog: &Catalog) -> Suppressions {
         return found;
     }
     let mut whole: HashSet<String> = HashSet::new();
-    let mut cursor = Cursor { byte: 0, chars: 0, line: 1, line_start: 0 };
+    let mut cursor = Cursor {
+        byte: 0,
+        chars: 0,
+        line: 1,
+        line_start: 0,
+    };
     for directive in directives(sql) {
         cursor.advance(sql, directive.start);
         let mut names: HashSet<String> = HashSet::new();
@@ -122,8 +127,14 @@ fn directives(sql: &str) -> Vec<Directive<'_>> {
         }
         match matched {
             Some((whole_file, listed_at)) => {
-                let end = sql[listed_at..].find('\n').map_or(sql.len(), |n| listed_at + n);
-                found.push(Directive { start, whole_file, listed: &sql[listed_at..end] });
+                let end = sql[listed_at..]
+                    .find('\n')
+                    .map_or(sql.len(), |n| listed_at + n);
+                found.push(Directive {
+                    start,
+                    whole_file,
+                    listed: &sql[listed_at..end],
+                });
                 pos = end;
             }
             // `---guardians:` matches one character later.
@@ -167,5 +178,3 @@ impl Cursor {
         (self.chars - self.line_start) as i64 + 1
     }
 }
-
-

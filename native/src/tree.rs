@@ -218,11 +218,27 @@ mod tests {
 
     #[test]
     fn values_read_as_json() {
-        let value: Value = serde_json::from_str(r#"{"b":[1,-2,18446744073709551615,1.5],"a":{"s":"x"},"n":null,"t":true}"#).unwrap();
-        let Value::Object(node) = value else { panic!("not an object") };
-        assert_eq!(node.keys().map(String::as_str).collect::<Vec<_>>(), ["b", "a", "n", "t"]);
-        let Some(Value::Array(numbers)) = node.get("b") else { panic!("no b") };
-        let shown: Vec<String> = numbers.iter().map(|n| match n { Value::Number(n) => n.to_string(), _ => String::new() }).collect();
+        let value: Value = serde_json::from_str(
+            r#"{"b":[1,-2,18446744073709551615,1.5],"a":{"s":"x"},"n":null,"t":true}"#,
+        )
+        .unwrap();
+        let Value::Object(node) = value else {
+            panic!("not an object")
+        };
+        assert_eq!(
+            node.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["b", "a", "n", "t"]
+        );
+        let Some(Value::Array(numbers)) = node.get("b") else {
+            panic!("no b")
+        };
+        let shown: Vec<String> = numbers
+            .iter()
+            .map(|n| match n {
+                Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            })
+            .collect();
         assert_eq!(shown, ["1", "-2", "18446744073709551615", "1.5"]);
         assert_eq!(numbers[2].as_i64(), None);
         assert!(node.get("n").is_some_and(Value::is_null));

@@ -6,17 +6,21 @@ use std::collections::HashSet;
 use crate::nodes::Value;
 
 use crate::analysis::{Extra, StatementReport};
-use crate::column_types::{classify_type_change, probably_no_rewrite, TypeChange, TypeRef, SERIAL_TYPES};
+use crate::column_types::{
+    classify_type_change, probably_no_rewrite, TypeChange, TypeRef, SERIAL_TYPES,
+};
 use crate::default_values::{is_null_constant, volatility, Volatility};
 use crate::findings::{Effect, LockMode};
-use crate::nodes::{py_str, child, children, flag, py_repr, text, too_long, unwrap, unwrap_value, Node, ObjectName};
+use crate::nodes::{
+    child, children, flag, py_repr, py_str, text, too_long, unwrap, unwrap_value, Node, ObjectName,
+};
 use crate::rules::constraint_rules::add_constraint;
 
-const BACKFILL: &str = "backfill existing rows in batches (UPDATE ... WHERE id BETWEEN ... AND ...)";
+const BACKFILL: &str =
+    "backfill existing rows in batches (UPDATE ... WHERE id BETWEEN ... AND ...)";
 
 /// Python's `None` where a `raw_expr` is absent (`c.get("raw_expr")`).
 static NULL: Value = Value::Null;
-
 
 fn is_serial(name: &str) -> bool {
     SERIAL_TYPES.contains(&name)
@@ -24,7 +28,10 @@ fn is_serial(name: &str) -> bool {
 
 /// The `Constraint` nodes of a column definition (Python returns the inner nodes).
 pub fn column_constraints(column: &Node) -> Vec<&Node> {
-    children(column, "constraints").iter().map(|c| unwrap_value(c).1).collect()
+    children(column, "constraints")
+        .iter()
+        .map(|c| unwrap_value(c).1)
+        .collect()
 }
 
 /// `_kinds`: the constraints' types without `CONSTR_`.
@@ -33,14 +40,24 @@ fn kinds(constraints: &[&Node]) -> HashSet<String> {
         .iter()
         .map(|c| {
             let contype = text(c, "contype").unwrap_or("");
-            contype.strip_prefix("CONSTR_").unwrap_or(contype).to_string()
+            contype
+                .strip_prefix("CONSTR_")
+                .unwrap_or(contype)
+                .to_string()
         })
         .collect()
 }
 
 /// Type advice for a column being defined (CREATE TABLE or ADD COLUMN).
-pub fn advise_column_type(table: &ObjectName, column: &Node, report: &mut StatementReport, key: bool) {
-    let name = text(column, "colname").filter(|n| !n.is_empty()).unwrap_or("?");
+pub fn advise_column_type(
+    table: &ObjectName,
+    column: &Node,
+    report: &mut StatementReport,
+    key: bool,
+) {
+    let name = text(column, "colname")
+        .filter(|n| !n.is_empty())
+        .unwrap_or("?");
     advise(table, name, column, report, key);
 }
 
@@ -53,13 +70,22 @@ fn advise(table: &ObjectName, name: &str, column: &Node, report: &mut StatementR
     if too_long(Some(name)) {
         report.report(
             "identifier-too-long",
-            format!("column name {} is over 63 bytes: PostgreSQL truncates it silently.", py_repr(name)),
-            Extra { target: Some(target.clone()), fix: Some("Choose a name of at most 63 bytes.".into()), ..Extra::default() },
+            format!(
+                "column name {} is over 63 bytes: PostgreSQL truncates it silently.",
+                py_repr(name)
+            ),
+            Extra {
+                target: Some(target.clone()),
+                fix: Some("Choose a name of at most 63 bytes.".into()),
+                ..Extra::default()
+            },
         );
     }
     let constraints = kinds(&column_constraints(column));
     let key = key
-        || ["PRIMARY", "FOREIGN", "IDENTITY"].iter().any(|k| constraints.contains(*k))
+        || ["PRIMARY", "FOREIGN", "IDENTITY"]
+            .iter()
+            .any(|k| constraints.contains(*k))
         || name == "id"
         || name.ends_with("_id")
         || is_serial(&kind.name);
@@ -78,7 +104,11 @@ fn advise(table: &ObjectName, name: &str, column: &Node, report: &mut StatementR
         report.report(
             "prefer-bigint-over-smallint",
             format!("{where_} is a 16-bit {kind}: an id or key runs out at 32,767."),
-            Extra { target: Some(target.clone()), fix: Some("Use bigint.".into()), ..Extra::default() },
+            Extra {
+                target: Some(target.clone()),
+                fix: Some("Use bigint.".into()),
+                ..Extra::default()
+            },
         );
     }
     if is_serial(&kind.name) {
@@ -110,7 +140,9 @@ fn advise(table: &ObjectName, name: &str, column: &Node, report: &mut StatementR
             format!("{where_} is {kind}: blank-padded to its length."),
             Extra {
                 target: Some(target),
-                fix: Some(format!("{name} text (with a CHECK on its length if needed)")),
+                fix: Some(format!(
+                    "{name} text (with a CHECK on its length if needed)"
+                )),
                 ..Extra::default()
             },
         );
@@ -132,11 +164,23 @@ fn advise(table: &ObjectName, name: &str, column: &Node, report: &mut StatementR
 /// `ALTER TABLE ... ADD COLUMN`.
 pub fn add_column(table: &ObjectName, command: &Node, report: &mut StatementReport) {
     let column = unwrap(command.get("def")).1;
-    let name = text(column, "colname").filter(|n| !n.is_empty()).unwrap_or("?");
+    let name = text(column, "colname")
+        .filter(|n| !n.is_empty())
+        .unwrap_or("?");
     let kind = TypeRef::from_node(child(column, "typeName"));
     let new_table = report.is_new_relation(table);
-    report.analysis.knowledge.columns.entry(table.key()).or_default().insert(name.to_string(), kind.clone());
-    report.analysis.scope.added_columns.insert((table.key(), name.to_string()));
+    report
+        .analysis
+        .knowledge
+        .columns
+        .entry(table.key())
+        .or_default()
+        .insert(name.to_string(), kind.clone());
+    report
+        .analysis
+        .scope
+        .added_columns
+        .insert((table.key(), name.to_string()));
     advise_column_type(table, column, report, false);
     report.lock(table, LockMode::AccessExclusive, !new_table);
     report.robust(
@@ -178,7 +222,13 @@ pub fn add_column(table: &ObjectName, command: &Node, report: &mut StatementRepo
     for constraint in constraints {
         if matches!(
             text(constraint, "contype"),
-            Some("CONSTR_PRIMARY" | "CONSTR_UNIQUE" | "CONSTR_FOREIGN" | "CONSTR_CHECK" | "CONSTR_EXCLUSION")
+            Some(
+                "CONSTR_PRIMARY"
+                    | "CONSTR_UNIQUE"
+                    | "CONSTR_FOREIGN"
+                    | "CONSTR_CHECK"
+                    | "CONSTR_EXCLUSION"
+            )
         ) {
             add_constraint(table, constraint, report, Some(name));
         }
@@ -197,10 +247,16 @@ fn rewrite_on_add(
     let kinds = kinds(constraints);
     let stored = constraints.iter().any(|c| {
         text(c, "contype") == Some("CONSTR_GENERATED")
-            && text(c, "generated_kind").filter(|g| !g.is_empty()).unwrap_or("s") == "s"
+            && text(c, "generated_kind")
+                .filter(|g| !g.is_empty())
+                .unwrap_or("s")
+                == "s"
     });
     let reason = if is_serial(&kind.name) {
-        Some(format!("{} fills every existing row from a sequence (nextval is volatile)", kind.name))
+        Some(format!(
+            "{} fills every existing row from a sequence (nextval is volatile)",
+            kind.name
+        ))
     } else if kinds.contains("IDENTITY") {
         Some("an identity column fills every existing row".to_string())
     } else if stored {
@@ -208,7 +264,10 @@ fn rewrite_on_add(
     } else if let Some(first) = defaults.first() {
         let (level, function) = volatility(first);
         if level == Volatility::Volatile {
-            Some(format!("the default {}() is volatile: it is evaluated for every row", py_str(function.as_deref())))
+            Some(format!(
+                "the default {}() is volatile: it is evaluated for every row",
+                py_str(function.as_deref())
+            ))
         } else if report.analysis.options.pg_version < 11 {
             Some("before PostgreSQL 11 any default is written into every row".to_string())
         } else {
@@ -218,7 +277,11 @@ fn rewrite_on_add(
         None
     };
     let Some(reason) = reason else { return };
-    let written = if is_serial(&kind.name) { "bigint" } else { kind.name.as_str() };
+    let written = if is_serial(&kind.name) {
+        "bigint"
+    } else {
+        kind.name.as_str()
+    };
     report.report(
         "adding-field-with-default",
         format!("ADD COLUMN {name} rewrites {table} under ACCESS EXCLUSIVE: {reason}."),
@@ -235,12 +298,24 @@ fn rewrite_on_add(
 
 /// `ALTER TABLE ... ALTER COLUMN ... TYPE`.
 pub fn alter_column_type(table: &ObjectName, command: &Node, report: &mut StatementReport) {
-    let name = text(command, "name").filter(|n| !n.is_empty()).unwrap_or("?");
+    let name = text(command, "name")
+        .filter(|n| !n.is_empty())
+        .unwrap_or("?");
     let column = unwrap(command.get("def")).1;
     let new = TypeRef::from_node(child(column, "typeName"));
     let using = column.get("raw_default").is_some_and(|v| !v.is_null());
-    let old = report.analysis.knowledge.column_type(&table.key(), name).cloned();
-    report.analysis.knowledge.columns.entry(table.key()).or_default().insert(name.to_string(), new.clone());
+    let old = report
+        .analysis
+        .knowledge
+        .column_type(&table.key(), name)
+        .cloned();
+    report
+        .analysis
+        .knowledge
+        .columns
+        .entry(table.key())
+        .or_default()
+        .insert(name.to_string(), new.clone());
     let new_table = report.is_new_relation(table);
     report.lock(table, LockMode::AccessExclusive, !new_table);
     advise(table, name, column, report, false); // the type it gets now
@@ -291,7 +366,11 @@ pub fn alter_column_type(table: &ObjectName, command: &Node, report: &mut Statem
                 Extra {
                     target: Some(table.to_string()),
                     lock: Some(LockMode::AccessExclusive),
-                    effect: Some(if cheap { Effect::BlockingLock } else { Effect::Rewrite }),
+                    effect: Some(if cheap {
+                        Effect::BlockingLock
+                    } else {
+                        Effect::Rewrite
+                    }),
                     fix: Some(safe),
                     ..Extra::default()
                 },
@@ -303,9 +382,15 @@ pub fn alter_column_type(table: &ObjectName, command: &Node, report: &mut Statem
 
 /// `ALTER TABLE ... DROP COLUMN`.
 pub fn drop_column(table: &ObjectName, command: &Node, report: &mut StatementReport) {
-    let name = text(command, "name").filter(|n| !n.is_empty()).unwrap_or("?");
+    let name = text(command, "name")
+        .filter(|n| !n.is_empty())
+        .unwrap_or("?");
     let new_table = report.is_new_relation(table);
-    let added_here = report.analysis.scope.added_columns.contains(&(table.key(), name.to_string()));
+    let added_here = report
+        .analysis
+        .scope
+        .added_columns
+        .contains(&(table.key(), name.to_string()));
     report.analysis.knowledge.drop_column(&table.key(), name);
     report.lock(table, LockMode::AccessExclusive, !new_table);
     report.robust(
@@ -341,7 +426,10 @@ pub fn drop_not_null(table: &ObjectName, command: &Node, report: &mut StatementR
     if !new_table {
         report.report(
             "ban-drop-not-null",
-            format!("DROP NOT NULL on {table}.{}: code reading it may not expect NULLs.", py_str(text(command, "name"))),
+            format!(
+                "DROP NOT NULL on {table}.{}: code reading it may not expect NULLs.",
+                py_str(text(command, "name"))
+            ),
             Extra {
                 target: Some(table.to_string()),
                 fix: Some("Make sure every reader handles NULL before this ships.".into()),
@@ -398,7 +486,10 @@ pub fn drop_expression(table: &ObjectName, command: &Node, report: &mut Statemen
     if !new_table {
         report.report(
             "ban-drop-generated-expression",
-            format!("DROP EXPRESSION on {table}.{}: it stops following its inputs.", py_str(text(command, "name"))),
+            format!(
+                "DROP EXPRESSION on {table}.{}: it stops following its inputs.",
+                py_str(text(command, "name"))
+            ),
             Extra {
                 target: Some(table.to_string()),
                 fix: Some("Have the application write the column first.".into()),

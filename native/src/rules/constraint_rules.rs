@@ -8,14 +8,21 @@
 
 use crate::analysis::{Extra, StatementReport};
 use crate::findings::LockMode;
-use crate::nodes::{nonempty, py_str, child, children, flag, py_repr, relation, strings, text, too_long, unwrap, Node, ObjectName};
+use crate::nodes::{
+    child, children, flag, nonempty, py_repr, py_str, relation, strings, text, too_long, unwrap,
+    Node, ObjectName,
+};
 use crate::state::Namespace;
 
 const LATER: &str = "then, in a later transaction (its own migration), ";
 
-
 /// A table constraint, or a column constraint of ADD COLUMN (`column` set).
-pub fn add_constraint(table: &ObjectName, constraint: &Node, report: &mut StatementReport, column: Option<&str>) {
+pub fn add_constraint(
+    table: &ObjectName,
+    constraint: &Node,
+    report: &mut StatementReport,
+    column: Option<&str>,
+) {
     let contype = text(constraint, "contype").unwrap_or("");
     let kind = contype.strip_prefix("CONSTR_").unwrap_or(contype);
     let name = text(constraint, "conname");
@@ -72,7 +79,11 @@ pub fn add_constraint(table: &ObjectName, constraint: &Node, report: &mut Statem
         if new_table {
             return;
         }
-        let what = if kind == "UNIQUE" { "UNIQUE" } else { "PRIMARY KEY" };
+        let what = if kind == "UNIQUE" {
+            "UNIQUE"
+        } else {
+            "PRIMARY KEY"
+        };
         let rule = if kind == "UNIQUE" {
             "disallowed-unique-constraint"
         } else if column.is_none() {
@@ -207,7 +218,12 @@ fn foreign_key(
 
 /// Eugene's E15, decided when the change ends (`SqlAnalysis::end_change`): a foreign key
 /// whose columns no index on `table` starts with; only a finding kept for later here.
-pub fn note_foreign_key(table: &ObjectName, constraint: &Node, report: &mut StatementReport, column: Option<&str>) {
+pub fn note_foreign_key(
+    table: &ObjectName,
+    constraint: &Node,
+    report: &mut StatementReport,
+    column: Option<&str>,
+) {
     if report.file.rollback {
         return;
     }
@@ -218,7 +234,9 @@ pub fn note_foreign_key(table: &ObjectName, constraint: &Node, report: &mut Stat
         }
     }
     let referenced = relation(constraint, "pktable");
-    let Some(referenced) = referenced.filter(|_| !columns.is_empty()) else { return };
+    let Some(referenced) = referenced.filter(|_| !columns.is_empty()) else {
+        return;
+    };
     let shown = columns.join(", ");
     let index = format!("{}_{}_idx", table.name, columns.join("_"));
     let new_table = report.is_new_relation(table);
@@ -233,20 +251,33 @@ pub fn note_foreign_key(table: &ObjectName, constraint: &Node, report: &mut Stat
         Extra {
             target: Some(table.to_string()),
             preexisting: Some(!new_table),
-            fix: Some(format!("CREATE INDEX {concurrently}{index} ON {table} ({shown});")),
+            fix: Some(format!(
+                "CREATE INDEX {concurrently}{index} ON {table} ({shown});"
+            )),
             ..Extra::default()
         },
     );
     if let Some(finding) = finding {
-        report.analysis.scope.foreign_keys.push((table.key(), columns, finding));
+        report
+            .analysis
+            .scope
+            .foreign_keys
+            .push((table.key(), columns, finding));
     }
 }
 
 /// The index a PRIMARY KEY or UNIQUE constraint builds, under PostgreSQL's default name
 /// when the constraint has none (`t_pkey`, `t_a_b_key`).
-pub fn note_key_index(table: &ObjectName, constraint: &Node, report: &mut StatementReport, column: Option<&str>) {
+pub fn note_key_index(
+    table: &ObjectName,
+    constraint: &Node,
+    report: &mut StatementReport,
+    column: Option<&str>,
+) {
     let kind = text(constraint, "contype");
-    if !matches!(kind, Some("CONSTR_PRIMARY" | "CONSTR_UNIQUE")) || nonempty(text(constraint, "indexname")).is_some() {
+    if !matches!(kind, Some("CONSTR_PRIMARY" | "CONSTR_UNIQUE"))
+        || nonempty(text(constraint, "indexname")).is_some()
+    {
         return;
     }
     let mut columns = strings(children(constraint, "keys"));
@@ -265,7 +296,10 @@ pub fn note_key_index(table: &ObjectName, constraint: &Node, report: &mut Statem
     };
     let index = ObjectName::new(name, table.schema.clone()).key();
     let keys = columns.into_iter().map(Some).collect();
-    report.analysis.knowledge.add_index(&index, &table.key(), keys);
+    report
+        .analysis
+        .knowledge
+        .add_index(&index, &table.key(), keys);
 }
 
 /// Python: `_note_not_valid(name, report)`: the transaction a named constraint was added
@@ -273,7 +307,11 @@ pub fn note_key_index(table: &ObjectName, constraint: &Node, report: &mut Statem
 fn note_not_valid(name: Option<&str>, report: &mut StatementReport) {
     if let Some(name) = nonempty(name) {
         let serial = report.analysis.session.transaction_serial;
-        report.analysis.scope.not_valid.insert(name.to_string(), serial);
+        report
+            .analysis
+            .scope
+            .not_valid
+            .insert(name.to_string(), serial);
     }
 }
 
@@ -296,9 +334,17 @@ fn note_not_null_check(
     }
     let column = columns.remove(0);
     if validated {
-        report.analysis.scope.proven_not_null.insert((table.key(), column));
+        report
+            .analysis
+            .scope
+            .proven_not_null
+            .insert((table.key(), column));
     } else if let Some(name) = nonempty(name) {
-        report.analysis.scope.not_null_checks.insert(name.to_string(), (table.key(), column));
+        report
+            .analysis
+            .scope
+            .not_null_checks
+            .insert(name.to_string(), (table.key(), column));
     }
 }
 
@@ -375,7 +421,12 @@ pub fn set_not_null(table: &ObjectName, column: &str, report: &mut StatementRepo
     report.lock(table, LockMode::AccessExclusive, !new_table);
     let pg = report.analysis.options.pg_version;
     if new_table
-        || (pg >= 12 && report.analysis.scope.proven_not_null.contains(&(table.key(), column.to_string())))
+        || (pg >= 12
+            && report
+                .analysis
+                .scope
+                .proven_not_null
+                .contains(&(table.key(), column.to_string())))
     {
         return;
     }
@@ -416,8 +467,14 @@ pub fn set_not_null(table: &ObjectName, column: &str, report: &mut StatementRepo
 pub fn create_domain(node: &Node, report: &mut StatementReport) {
     let name = ObjectName::from_parts(&strings(children(node, "domainname")));
     let key = name.key();
-    report.analysis.scope.created.insert((Namespace::Type, key.clone()));
-    report.analysis.soften_drop(Namespace::Type, &key, "by this change");
+    report
+        .analysis
+        .scope
+        .created
+        .insert((Namespace::Type, key.clone()));
+    report
+        .analysis
+        .soften_drop(Namespace::Type, &key, "by this change");
     let has_check = children(node, "constraints")
         .iter()
         .any(|c| text(unwrap(Some(c)).1, "contype") == Some("CONSTR_CHECK"));

@@ -9,8 +9,8 @@ use crate::nodes::Value;
 
 use crate::analysis::{Extra, StatementReport};
 use crate::findings::{Effect, LockMode};
-use crate::nodes::{truthy, 
-    child, children, defelem_names, flag, relation, text, unwrap_value, Node, ObjectName,
+use crate::nodes::{
+    child, children, defelem_names, flag, relation, text, truthy, unwrap_value, Node, ObjectName,
     IDENTIFIER_MAX_BYTES,
 };
 use crate::rules::index_rules::OUTSIDE_TRANSACTION_FIX;
@@ -27,7 +27,10 @@ fn range_vars(node: &Node, key: &str) -> Vec<ObjectName> {
             inner = child(inner, "relation");
         }
         if let Some(name) = text(inner, "relname") {
-            names.push(ObjectName::new(name, text(inner, "schemaname").map(str::to_string)));
+            names.push(ObjectName::new(
+                name,
+                text(inner, "schemaname").map(str::to_string),
+            ));
         }
     }
     names
@@ -70,7 +73,9 @@ pub fn truncate(node: &Node, report: &mut StatementReport) {
 
 /// DELETE: ban-delete-without-where, or backfill-in-migration with a WHERE.
 pub fn delete(node: &Node, report: &mut StatementReport) {
-    let Some(table) = relation(node, "relation") else { return };
+    let Some(table) = relation(node, "relation") else {
+        return;
+    };
     if report.is_new_relation(&table) {
         return;
     }
@@ -82,7 +87,9 @@ pub fn delete(node: &Node, report: &mut StatementReport) {
             Extra {
                 target: Some(table.to_string()),
                 lock: Some(LockMode::RowExclusive),
-                fix: Some("Add the WHERE clause you mean, back the rows up, delete in batches.".into()),
+                fix: Some(
+                    "Add the WHERE clause you mean, back the rows up, delete in batches.".into(),
+                ),
                 ..Extra::default()
             },
         );
@@ -117,8 +124,13 @@ pub fn named_twice(names: &[String], what: &str, report: &mut StatementReport) {
         let shown = twice.join(", ");
         report.report(
             "ban-duplicate-column-assignments",
-            format!("{what} names column(s) {shown} more than once: PostgreSQL rejects the statement."),
-            Extra { fix: Some(format!("Name each column once in {what}.")), ..Extra::default() },
+            format!(
+                "{what} names column(s) {shown} more than once: PostgreSQL rejects the statement."
+            ),
+            Extra {
+                fix: Some(format!("Name each column once in {what}.")),
+                ..Extra::default()
+            },
         );
     }
 }
@@ -140,14 +152,24 @@ fn assigned(targets: &[Value]) -> Vec<String> {
 
 /// INSERT: only its column list matters.
 pub fn insert(node: &Node, report: &mut StatementReport) {
-    named_twice(&assigned(children(node, "cols")), "the INSERT column list", report);
+    named_twice(
+        &assigned(children(node, "cols")),
+        "the INSERT column list",
+        report,
+    );
 }
 
 /// UPDATE: ban-update-without-where, or backfill-in-migration (with a WHERE, or of columns
 /// this change adds).
 pub fn update(node: &Node, report: &mut StatementReport) {
-    named_twice(&assigned(children(node, "targetList")), "UPDATE ... SET", report);
-    let Some(table) = relation(node, "relation") else { return };
+    named_twice(
+        &assigned(children(node, "targetList")),
+        "UPDATE ... SET",
+        report,
+    );
+    let Some(table) = relation(node, "relation") else {
+        return;
+    };
     if report.is_new_relation(&table) {
         return;
     }
@@ -167,7 +189,12 @@ pub fn update(node: &Node, report: &mut StatementReport) {
         && columns
             .iter()
             .all(|c| c.is_some_and(|c| added.contains(&(key.clone(), c.to_string()))));
-    let mut named: Vec<&str> = columns.iter().flatten().copied().filter(|c| !c.is_empty()).collect();
+    let mut named: Vec<&str> = columns
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|c| !c.is_empty())
+        .collect();
     named.sort_unstable();
     let shown = named.join(", ");
     if !is_none(node.get("whereClause")) {
@@ -195,7 +222,9 @@ pub fn update(node: &Node, report: &mut StatementReport) {
     } else {
         report.report(
             "ban-update-without-where",
-            format!("UPDATE {table} SET {shown} without WHERE overwrites the column(s) in every row."),
+            format!(
+                "UPDATE {table} SET {shown} without WHERE overwrites the column(s) in every row."
+            ),
             Extra {
                 target: Some(table.to_string()),
                 lock: Some(LockMode::RowExclusive),
@@ -216,7 +245,10 @@ pub fn vacuum(node: &Node, report: &mut StatementReport) {
         report.report(
             "cannot-run-in-transaction",
             "VACUUM cannot run inside a transaction block.",
-            Extra { fix: Some(OUTSIDE_TRANSACTION_FIX.into()), ..Extra::default() },
+            Extra {
+                fix: Some(OUTSIDE_TRANSACTION_FIX.into()),
+                ..Extra::default()
+            },
         );
     }
     if !defelem_names(node, "options").contains("full") {
@@ -234,7 +266,10 @@ pub fn cluster(node: &Node, report: &mut StatementReport) {
             report.report(
                 "cannot-run-in-transaction",
                 "CLUSTER without a table cannot run inside a transaction block.",
-                Extra { fix: Some(OUTSIDE_TRANSACTION_FIX.into()), ..Extra::default() },
+                Extra {
+                    fix: Some(OUTSIDE_TRANSACTION_FIX.into()),
+                    ..Extra::default()
+                },
             );
         }
         return;
@@ -264,4 +299,3 @@ fn rewrite(table: &ObjectName, what: &str, report: &mut StatementReport) {
 fn is_none(value: Option<&Value>) -> bool {
     value.is_none_or(Value::is_null)
 }
-

@@ -1,11 +1,10 @@
 //! `index_rules.py`: index builds, drops and rebuilds: CONCURRENTLY or a lock for the whole
 //! operation.
 
-
 use crate::analysis::{Extra, StatementReport};
 use crate::findings::LockMode;
-use crate::nodes::{truthy, 
-    children, defelem_names, flag, py_repr, relation, text, too_long, unwrap_value, Node,
+use crate::nodes::{
+    children, defelem_names, flag, py_repr, relation, text, too_long, truthy, unwrap_value, Node,
     ObjectName,
 };
 use crate::state::{IndexKeys, Namespace};
@@ -14,7 +13,9 @@ pub const OUTSIDE_TRANSACTION_FIX: &str = "Put it in a migration of its own that
 
 /// `CREATE [UNIQUE] INDEX [CONCURRENTLY]`: the lock it takes, and what the schema learns.
 pub fn create_index(node: &Node, report: &mut StatementReport) {
-    let Some(table) = relation(node, "relation") else { return };
+    let Some(table) = relation(node, "relation") else {
+        return;
+    };
     let name = text(node, "idxname");
     // Python: `ObjectName(name, table.schema) if name else None` (an empty name is no name).
     let index = match name {
@@ -40,10 +41,17 @@ pub fn create_index(node: &Node, report: &mut StatementReport) {
                 format!("{}({})", table.key(), shown_keys.join(", "))
             }
         };
-        report.analysis.knowledge.add_index(&key, &table.key(), keys.clone().unwrap_or_default());
+        report
+            .analysis
+            .knowledge
+            .add_index(&key, &table.key(), keys.clone().unwrap_or_default());
     }
     if let Some(index) = &index {
-        report.analysis.scope.created.insert((Namespace::Relation, index.key()));
+        report
+            .analysis
+            .scope
+            .created
+            .insert((Namespace::Relation, index.key()));
         if too_long(name) {
             report.report(
                 "identifier-too-long",
@@ -65,7 +73,9 @@ pub fn create_index(node: &Node, report: &mut StatementReport) {
         if report.analysis.session.in_transaction() {
             report.report(
                 "ban-concurrent-index-creation-in-transaction",
-                format!("CREATE INDEX CONCURRENTLY ({shown}) cannot run inside a transaction block."),
+                format!(
+                    "CREATE INDEX CONCURRENTLY ({shown}) cannot run inside a transaction block."
+                ),
                 Extra {
                     target: Some(index.as_ref().unwrap_or(&table).to_string()),
                     fix: Some(OUTSIDE_TRANSACTION_FIX.into()),
@@ -146,19 +156,34 @@ pub fn drop_indexes(node: &Node, indexes: &[ObjectName], report: &mut StatementR
     let concurrent = flag(node, "concurrent");
     for index in indexes {
         let index_key = index.key();
-        let table_key = report.analysis.knowledge.index_tables.get(&index_key).cloned();
+        let table_key = report
+            .analysis
+            .knowledge
+            .index_tables
+            .get(&index_key)
+            .cloned();
         report.analysis.knowledge.forget_index(&index_key);
-        let table = table_key.filter(|key| !key.is_empty()).map(|key| ObjectName::from_key(&key));
+        let table = table_key
+            .filter(|key| !key.is_empty())
+            .map(|key| ObjectName::from_key(&key));
         let new = report.is_new_relation(index)
-            || table.as_ref().is_some_and(|table| report.is_new_relation(table));
-        report.analysis.scope.created.remove(&(Namespace::Relation, index_key));
+            || table
+                .as_ref()
+                .is_some_and(|table| report.is_new_relation(table));
+        report
+            .analysis
+            .scope
+            .created
+            .remove(&(Namespace::Relation, index_key));
         let target = table.as_ref().unwrap_or(index);
         if concurrent {
             report.lock(target, LockMode::ShareUpdateExclusive, !new);
             if report.analysis.session.in_transaction() {
                 report.report(
                     "cannot-run-in-transaction",
-                    format!("DROP INDEX CONCURRENTLY {index} cannot run inside a transaction block."),
+                    format!(
+                        "DROP INDEX CONCURRENTLY {index} cannot run inside a transaction block."
+                    ),
                     Extra {
                         target: Some(index.to_string()),
                         fix: Some(OUTSIDE_TRANSACTION_FIX.into()),
@@ -244,7 +269,11 @@ pub fn reindex(node: &Node, report: &mut StatementReport) {
         }
         return;
     }
-    let mode = if kind == "INDEX" { LockMode::AccessExclusive } else { LockMode::Share };
+    let mode = if kind == "INDEX" {
+        LockMode::AccessExclusive
+    } else {
+        LockMode::Share
+    };
     report.lock(&table, mode, !new);
     if new {
         return;

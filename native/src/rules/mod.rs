@@ -20,13 +20,36 @@ pub fn wanted(kind: &str) -> Option<&'static [&'static str]> {
         "InsertStmt" => Some(&["relation", "cols"]),
         "ViewStmt" => Some(&["view", "aliases"]),
         "CreateFunctionStmt" => Some(&["is_procedure", "replace", "funcname"]),
-        "IndexStmt" | "ReindexStmt" | "CreateDomainStmt" | "AlterDomainStmt" | "CreateStmt"
-        | "CreateTableAsStmt" | "LockStmt" | "AlterTableStmt" | "DropStmt" | "DropdbStmt"
-        | "RenameStmt" | "AlterObjectSchemaStmt" | "CreateEnumStmt" | "CompositeTypeStmt"
-        | "CreateRangeStmt" | "CreateSchemaStmt" | "CreateSeqStmt" | "AlterEnumStmt"
-        | "CreateTrigStmt" | "RefreshMatViewStmt" | "CreatedbStmt" | "AlterSystemStmt"
-        | "TruncateStmt" | "DeleteStmt" | "UpdateStmt" | "VacuumStmt" | "ClusterStmt"
-        | "TransactionStmt" | "VariableSetStmt" | "SelectStmt" => Some(&[]),
+        "IndexStmt"
+        | "ReindexStmt"
+        | "CreateDomainStmt"
+        | "AlterDomainStmt"
+        | "CreateStmt"
+        | "CreateTableAsStmt"
+        | "LockStmt"
+        | "AlterTableStmt"
+        | "DropStmt"
+        | "DropdbStmt"
+        | "RenameStmt"
+        | "AlterObjectSchemaStmt"
+        | "CreateEnumStmt"
+        | "CompositeTypeStmt"
+        | "CreateRangeStmt"
+        | "CreateSchemaStmt"
+        | "CreateSeqStmt"
+        | "AlterEnumStmt"
+        | "CreateTrigStmt"
+        | "RefreshMatViewStmt"
+        | "CreatedbStmt"
+        | "AlterSystemStmt"
+        | "TruncateStmt"
+        | "DeleteStmt"
+        | "UpdateStmt"
+        | "VacuumStmt"
+        | "ClusterStmt"
+        | "TransactionStmt"
+        | "VariableSetStmt"
+        | "SelectStmt" => Some(&[]),
         _ => None,
     }
 }

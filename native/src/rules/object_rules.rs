@@ -8,9 +8,9 @@
 
 use crate::analysis::{Extra, StatementReport};
 use crate::findings::{Effect, LockMode, Severity};
-use crate::nodes::{py_str, 
-    children, dropped_names, flag, py_repr_opt, relation, strings, text, too_long, unwrap, Node,
-    ObjectName,
+use crate::nodes::{
+    children, dropped_names, flag, py_repr_opt, py_str, relation, strings, text, too_long, unwrap,
+    Node, ObjectName,
 };
 use crate::rules::data_rules;
 use crate::rules::index_rules::{drop_indexes, OUTSIDE_TRANSACTION_FIX};
@@ -50,9 +50,11 @@ fn recreatable(remove_type: &str) -> bool {
 
 /// `_CASCADE_LOSES_DATA`: what drops columns with CASCADE.
 fn cascade_loses_data(remove_type: &str) -> bool {
-    matches!(remove_type, "OBJECT_TYPE" | "OBJECT_DOMAIN" | "OBJECT_EXTENSION" | "OBJECT_SEQUENCE")
+    matches!(
+        remove_type,
+        "OBJECT_TYPE" | "OBJECT_DOMAIN" | "OBJECT_EXTENSION" | "OBJECT_SEQUENCE"
+    )
 }
-
 
 /// DROP TABLE / VIEW / FUNCTION / TYPE / SCHEMA / INDEX / TRIGGER / ...
 pub fn drop(node: &Node, report: &mut StatementReport) {
@@ -66,13 +68,23 @@ pub fn drop(node: &Node, report: &mut StatementReport) {
         drop_trigger(&names, report);
         return;
     }
-    let Some((rule_id, namespace, what)) = drops(remove_type) else { return };
+    let Some((rule_id, namespace, what)) = drops(remove_type) else {
+        return;
+    };
     let cascade = text(node, "behavior") == Some("DROP_CASCADE");
     let what_upper = what.to_uppercase();
     for name in &names {
-        let key = if namespace == Namespace::Schema { name.name.clone() } else { name.key() };
+        let key = if namespace == Namespace::Schema {
+            name.name.clone()
+        } else {
+            name.key()
+        };
         let new = report.analysis.scope.is_new(namespace, &key);
-        report.analysis.scope.created.remove(&(namespace, key.clone()));
+        report
+            .analysis
+            .scope
+            .created
+            .remove(&(namespace, key.clone()));
         if namespace == Namespace::Relation {
             report.lock(name, LockMode::AccessExclusive, !new);
             if remove_type == "OBJECT_TABLE" {
@@ -83,8 +95,11 @@ pub fn drop(node: &Node, report: &mut StatementReport) {
             // created by this same change: nothing to lose, no one to break
             continue;
         }
-        let effect =
-            if cascade && cascade_loses_data(remove_type) { Some(Effect::DataLoss) } else { None };
+        let effect = if cascade && cascade_loses_data(remove_type) {
+            Some(Effect::DataLoss)
+        } else {
+            None
+        };
         let message = format!(
             "DROP {what_upper} {name}{}: {}",
             if cascade { " CASCADE" } else { "" },
@@ -96,14 +111,24 @@ pub fn drop(node: &Node, report: &mut StatementReport) {
             Extra {
                 target: Some(name.to_string()),
                 effect,
-                lock: if namespace == Namespace::Relation { Some(LockMode::AccessExclusive) } else { None },
+                lock: if namespace == Namespace::Relation {
+                    Some(LockMode::AccessExclusive)
+                } else {
+                    None
+                },
                 fix: Some(drop_fix(what, name)),
                 ..Extra::default()
             },
         );
         if let Some(index) = index {
             if recreatable(remove_type) && !cascade {
-                report.analysis.scope.dropped.entry((namespace, key)).or_default().push(index);
+                report
+                    .analysis
+                    .scope
+                    .dropped
+                    .entry((namespace, key))
+                    .or_default()
+                    .push(index);
             }
         }
         report.robust(
@@ -224,7 +249,10 @@ pub fn rename(node: &Node, report: &mut StatementReport) {
         );
     }
     if let Some(table) = &table {
-        if matches!(kind, "TABLE" | "COLUMN" | "VIEW" | "MATVIEW" | "TABCONSTRAINT" | "INDEX" | "SEQUENCE") {
+        if matches!(
+            kind,
+            "TABLE" | "COLUMN" | "VIEW" | "MATVIEW" | "TABCONSTRAINT" | "INDEX" | "SEQUENCE"
+        ) {
             let new = report.is_new_relation(table);
             report.lock(table, LockMode::AccessExclusive, !new);
             let renamed = ObjectName::new(new_name, table.schema.clone());
@@ -233,7 +261,10 @@ pub fn rename(node: &Node, report: &mut StatementReport) {
                     Some(old) if !old.is_empty() => old,
                     _ => "?",
                 };
-                report.analysis.knowledge.rename_column(&table.key(), old, new_name);
+                report
+                    .analysis
+                    .knowledge
+                    .rename_column(&table.key(), old, new_name);
                 if !new {
                     report.report(
                         "renaming-column",
@@ -251,16 +282,25 @@ pub fn rename(node: &Node, report: &mut StatementReport) {
                 return;
             }
             if kind == "TABLE" {
-                report.analysis.knowledge.rename_table(&table.key(), &renamed.key());
+                report
+                    .analysis
+                    .knowledge
+                    .rename_table(&table.key(), &renamed.key());
             }
             if new {
-                report.analysis.scope.created.insert((Namespace::Relation, renamed.key()));
+                report
+                    .analysis
+                    .scope
+                    .created
+                    .insert((Namespace::Relation, renamed.key()));
                 return;
             }
             if kind == "TABLE" {
                 report.report(
                     "renaming-table",
-                    format!("RENAME {table} TO {new_name}: running clients still use the old name."),
+                    format!(
+                        "RENAME {table} TO {new_name}: running clients still use the old name."
+                    ),
                     Extra {
                         target: Some(table.to_string()),
                         lock: Some(LockMode::AccessExclusive),
@@ -286,7 +326,10 @@ pub fn rename(node: &Node, report: &mut StatementReport) {
         let subname = text(node, "subname");
         report.report(
             "renaming-object",
-            format!("RENAME SCHEMA {} TO {new_name}: every object in it moves.", py_str(subname)),
+            format!(
+                "RENAME SCHEMA {} TO {new_name}: every object in it moves.",
+                py_str(subname)
+            ),
             Extra {
                 target: subname.map(str::to_string),
                 fix: Some(RENAME_FIX.into()),
@@ -340,7 +383,9 @@ pub fn set_schema(node: &Node, report: &mut StatementReport) {
         Some(table) => table.to_string(),
         None => renamed_subject(node),
     };
-    let new = table.as_ref().is_some_and(|table| report.is_new_relation(table));
+    let new = table
+        .as_ref()
+        .is_some_and(|table| report.is_new_relation(table));
     if let Some(table) = &table {
         report.lock(table, LockMode::AccessExclusive, !new);
     }
@@ -355,7 +400,11 @@ pub fn set_schema(node: &Node, report: &mut StatementReport) {
         Extra {
             target: Some(subject.clone()),
             preexisting: Some(!new),
-            effect: if breaking { None } else { Some(Effect::Incompatible) },
+            effect: if breaking {
+                None
+            } else {
+                Some(Effect::Incompatible)
+            },
             fix: Some(RENAME_FIX.into()),
             ..Extra::default()
         },
@@ -365,11 +414,21 @@ pub fn set_schema(node: &Node, report: &mut StatementReport) {
 /// CREATE VIEW.
 pub fn create_view(node: &Node, report: &mut StatementReport) {
     let view = relation(node, "view");
-    data_rules::named_twice(&strings(children(node, "aliases")), "the view's column list", report);
+    data_rules::named_twice(
+        &strings(children(node, "aliases")),
+        "the view's column list",
+        report,
+    );
     if let Some(view) = view {
         let key = view.key();
-        report.analysis.scope.created.insert((Namespace::Relation, key.clone()));
-        report.analysis.soften_drop(Namespace::Relation, &key, "by this change");
+        report
+            .analysis
+            .scope
+            .created
+            .insert((Namespace::Relation, key.clone()));
+        report
+            .analysis
+            .soften_drop(Namespace::Relation, &key, "by this change");
     }
 }
 
@@ -377,18 +436,34 @@ pub fn create_view(node: &Node, report: &mut StatementReport) {
 pub fn create_function(node: &Node, report: &mut StatementReport) {
     let name = ObjectName::from_parts(&strings(children(node, "funcname")));
     let key = name.key();
-    report.analysis.scope.created.insert((Namespace::Function, key.clone()));
-    report.analysis.soften_drop(Namespace::Function, &key, "by this change");
+    report
+        .analysis
+        .scope
+        .created
+        .insert((Namespace::Function, key.clone()));
+    report
+        .analysis
+        .soften_drop(Namespace::Function, &key, "by this change");
 }
 
 /// CREATE TYPE (composite, range; and enum through `create_enum`).
 pub fn create_type(node: &Node, report: &mut StatementReport) {
     let parts = strings(children(node, "typeName"));
-    let name = if !parts.is_empty() { Some(ObjectName::from_parts(&parts)) } else { relation(node, "typevar") };
+    let name = if !parts.is_empty() {
+        Some(ObjectName::from_parts(&parts))
+    } else {
+        relation(node, "typevar")
+    };
     if let Some(name) = name {
         let key = name.key();
-        report.analysis.scope.created.insert((Namespace::Type, key.clone()));
-        report.analysis.soften_drop(Namespace::Type, &key, "by this change");
+        report
+            .analysis
+            .scope
+            .created
+            .insert((Namespace::Type, key.clone()));
+        report
+            .analysis
+            .soften_drop(Namespace::Type, &key, "by this change");
     }
 }
 
@@ -418,13 +493,21 @@ pub fn create_schema(node: &Node, report: &mut StatementReport) {
         Some(name) if !name.is_empty() => name,
         _ => "?",
     };
-    report.analysis.scope.created.insert((Namespace::Schema, name.to_string()));
+    report
+        .analysis
+        .scope
+        .created
+        .insert((Namespace::Schema, name.to_string()));
 }
 
 /// CREATE SEQUENCE.
 pub fn create_sequence(node: &Node, report: &mut StatementReport) {
     if let Some(name) = relation(node, "sequence") {
-        report.analysis.scope.created.insert((Namespace::Relation, name.key()));
+        report
+            .analysis
+            .scope
+            .created
+            .insert((Namespace::Relation, name.key()));
     }
 }
 
@@ -480,10 +563,14 @@ pub fn alter_enum(node: &Node, report: &mut StatementReport) {
     if text(node, "newValNeighbor").is_none() && !new_type {
         report.report(
             "require-enum-value-ordering",
-            format!("{value} is appended at the end of {name}: ORDER BY on the column sorts it last."),
+            format!(
+                "{value} is appended at the end of {name}: ORDER BY on the column sorts it last."
+            ),
             Extra {
                 target: Some(name.to_string()),
-                fix: Some(format!("ALTER TYPE {name} ADD VALUE {value} BEFORE|AFTER '<existing>'")),
+                fix: Some(format!(
+                    "ALTER TYPE {name} ADD VALUE {value} BEFORE|AFTER '<existing>'"
+                )),
                 ..Extra::default()
             },
         );
@@ -492,7 +579,9 @@ pub fn alter_enum(node: &Node, report: &mut StatementReport) {
 
 /// CREATE TRIGGER.
 pub fn create_trigger(node: &Node, report: &mut StatementReport) {
-    let Some(table) = relation(node, "relation") else { return };
+    let Some(table) = relation(node, "relation") else {
+        return;
+    };
     let new = report.is_new_relation(&table);
     report.lock(&table, LockMode::ShareRowExclusive, !new);
     if !new && !flag(node, "replace") {
@@ -514,7 +603,9 @@ pub fn create_trigger(node: &Node, report: &mut StatementReport) {
 
 /// REFRESH MATERIALIZED VIEW.
 pub fn refresh_view(node: &Node, report: &mut StatementReport) {
-    let Some(view) = relation(node, "relation") else { return };
+    let Some(view) = relation(node, "relation") else {
+        return;
+    };
     let new = report.is_new_relation(&view);
     if flag(node, "concurrent") {
         report.lock(&view, LockMode::Exclusive, !new);

@@ -43,11 +43,17 @@ pub fn transaction(node: &Node, report: &mut StatementReport) {
             report.report(
                 "transaction-nesting",
                 "BEGIN while a transaction is already open: the blocks are unbalanced.",
-                Extra { fix: Some("Close each BEGIN with one COMMIT.".into()), ..Extra::default() },
+                Extra {
+                    fix: Some("Close each BEGIN with one COMMIT.".into()),
+                    ..Extra::default()
+                },
             );
         } else {
             let line = report.statement.line;
-            report.analysis.session.begin(Transaction::Explicit, Some(line));
+            report
+                .analysis
+                .session
+                .begin(Transaction::Explicit, Some(line));
         }
     } else if let Some(committed) = end_committed(kind) {
         let shown = kind.strip_prefix("TRANS_STMT_").unwrap_or(kind);
@@ -68,7 +74,10 @@ pub fn transaction(node: &Node, report: &mut StatementReport) {
             report.report(
                 "transaction-nesting",
                 format!("{shown} with no transaction open: the blocks are unbalanced."),
-                Extra { fix: Some("Pair each COMMIT/ROLLBACK with a BEGIN.".into()), ..Extra::default() },
+                Extra {
+                    fix: Some("Pair each COMMIT/ROLLBACK with a BEGIN.".into()),
+                    ..Extra::default()
+                },
             );
             return;
         }
@@ -88,7 +97,9 @@ pub fn variable_set(node: &Node, report: &mut StatementReport) {
     }
     // Read before `setting` borrows the session (nothing changes it in between).
     let in_transaction = session.in_transaction();
-    let Some(setting) = session.setting(text(node, "name").unwrap_or("")) else { return };
+    let Some(setting) = session.setting(text(node, "name").unwrap_or("")) else {
+        return;
+    };
     if kind == "VAR_RESET" || kind == "VAR_SET_DEFAULT" {
         if kind == "VAR_RESET" || !flag(node, "is_local") {
             setting.reset();
@@ -98,7 +109,11 @@ pub fn variable_set(node: &Node, report: &mut StatementReport) {
     } else if kind == "VAR_SET_VALUE" {
         let values = children(node, "args");
         let value = values.first().and_then(constant_text);
-        setting.set(nonzero(value.as_deref()), flag(node, "is_local"), in_transaction);
+        setting.set(
+            nonzero(value.as_deref()),
+            flag(node, "is_local"),
+            in_transaction,
+        );
     }
 }
 
@@ -109,7 +124,10 @@ pub fn select(node: &Node, report: &mut StatementReport) {
         let (kind, call) = unwrap(res.get("val"));
         // `strings(...)[-1:] != ["set_config"]`
         if kind != "FuncCall"
-            || strings(children(call, "funcname")).last().map(String::as_str) != Some("set_config")
+            || strings(children(call, "funcname"))
+                .last()
+                .map(String::as_str)
+                != Some("set_config")
         {
             continue;
         }
@@ -121,8 +139,15 @@ pub fn select(node: &Node, report: &mut StatementReport) {
         let session = &mut report.analysis.session;
         let in_transaction = session.in_transaction();
         if let Some(setting) = session.setting(&name) {
-            let local = matches!(constant_text(&args[2]).as_deref(), Some("true" | "t" | "on"));
-            setting.set(nonzero(constant_text(&args[1]).as_deref()), local, in_transaction);
+            let local = matches!(
+                constant_text(&args[2]).as_deref(),
+                Some("true" | "t" | "on")
+            );
+            setting.set(
+                nonzero(constant_text(&args[1]).as_deref()),
+                local,
+                in_transaction,
+            );
         }
     }
 }

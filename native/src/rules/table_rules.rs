@@ -24,13 +24,21 @@ fn or_unknown(value: Option<&str>) -> &str {
 
 /// CREATE TABLE: the new table, its columns' types, keys and foreign keys.
 pub fn create_table(node: &Node, report: &mut StatementReport) {
-    let Some(table) = relation(node, "relation") else { return };
+    let Some(table) = relation(node, "relation") else {
+        return;
+    };
     if text(child(node, "relation"), "relpersistence") == Some("t") {
         return;
     }
     let key = table.key();
-    report.analysis.scope.created.insert((Namespace::Relation, key.clone()));
-    report.analysis.soften_drop(Namespace::Relation, &key, "by this change");
+    report
+        .analysis
+        .scope
+        .created
+        .insert((Namespace::Relation, key.clone()));
+    report
+        .analysis
+        .soften_drop(Namespace::Relation, &key, "by this change");
     if too_long(Some(&table.name)) {
         report.report(
             "identifier-too-long",
@@ -52,10 +60,16 @@ pub fn create_table(node: &Node, report: &mut StatementReport) {
         table.to_string(),
     );
     let mut keys: HashSet<String> = HashSet::new();
-    let elements: Vec<(&str, &Node)> = children(node, "tableElts").iter().map(unwrap_value).collect();
+    let elements: Vec<(&str, &Node)> = children(node, "tableElts")
+        .iter()
+        .map(unwrap_value)
+        .collect();
     for &(kind, element) in &elements {
         if kind == "Constraint"
-            && matches!(text(element, "contype"), Some("CONSTR_PRIMARY" | "CONSTR_FOREIGN"))
+            && matches!(
+                text(element, "contype"),
+                Some("CONSTR_PRIMARY" | "CONSTR_FOREIGN")
+            )
         {
             keys.extend(strings(children(element, "keys")));
             keys.extend(strings(children(element, "fk_attrs")));
@@ -67,7 +81,13 @@ pub fn create_table(node: &Node, report: &mut StatementReport) {
         .map(|(_, e)| or_unknown(text(e, "colname")).to_string())
         .collect();
     data_rules::named_twice(&names, &format!("CREATE TABLE {table}"), report);
-    report.analysis.knowledge.columns.entry(key.clone()).or_default().clear();
+    report
+        .analysis
+        .knowledge
+        .columns
+        .entry(key.clone())
+        .or_default()
+        .clear();
     for &(kind, element) in &elements {
         if kind == "ColumnDef" {
             let name = or_unknown(text(element, "colname"));
@@ -78,7 +98,10 @@ pub fn create_table(node: &Node, report: &mut StatementReport) {
                 .columns
                 .entry(key.clone())
                 .or_default()
-                .insert(name.to_string(), TypeRef::from_node(child(element, "typeName")));
+                .insert(
+                    name.to_string(),
+                    TypeRef::from_node(child(element, "typeName")),
+                );
             column_rules::advise_column_type(&table, element, report, keys.contains(name));
             for constraint in column_rules::column_constraints(element) {
                 table_constraint(&table, constraint, report, Some(name));
@@ -99,7 +122,12 @@ fn column_order(table: &ObjectName, elements: &[(&str, &Node)], report: &mut Sta
     let columns: Vec<(&str, TypeRef)> = elements
         .iter()
         .filter(|(kind, _)| *kind == "ColumnDef")
-        .map(|(_, e)| (or_unknown(text(e, "colname")), TypeRef::from_node(child(e, "typeName"))))
+        .map(|(_, e)| {
+            (
+                or_unknown(text(e, "colname")),
+                TypeRef::from_node(child(e, "typeName")),
+            )
+        })
         .collect();
     if columns.len() < 3 {
         return;
@@ -111,8 +139,10 @@ fn column_order(table: &ObjectName, elements: &[(&str, &Node)], report: &mut Sta
     if saved < ALIGNMENT_WASTE_BYTES {
         return;
     }
-    let shown: Vec<String> =
-        order.iter().map(|&i| format!("{} {}", columns[i].0, columns[i].1)).collect();
+    let shown: Vec<String> = order
+        .iter()
+        .map(|&i| format!("{} {}", columns[i].0, columns[i].1))
+        .collect();
     report.report(
         "non-optimal-column-alignment",
         format!(
@@ -154,7 +184,9 @@ pub fn create_table_as(node: &Node, report: &mut StatementReport) {
     let into = child(node, "into");
     let table = relation(into, "rel");
     // Python's f-string shows a missing table as `None`.
-    let shown = table.as_ref().map_or_else(|| "None".to_string(), ObjectName::to_string);
+    let shown = table
+        .as_ref()
+        .map_or_else(|| "None".to_string(), ObjectName::to_string);
     data_rules::named_twice(
         &strings(children(into, "colNames")),
         &format!("CREATE TABLE {shown} AS"),
@@ -162,8 +194,14 @@ pub fn create_table_as(node: &Node, report: &mut StatementReport) {
     );
     if let Some(table) = table {
         let key = table.key();
-        report.analysis.scope.created.insert((Namespace::Relation, key.clone()));
-        report.analysis.soften_drop(Namespace::Relation, &key, "by this change");
+        report
+            .analysis
+            .scope
+            .created
+            .insert((Namespace::Relation, key.clone()));
+        report
+            .analysis
+            .soften_drop(Namespace::Relation, &key, "by this change");
     }
 }
 
@@ -189,7 +227,9 @@ pub fn lock_table(node: &Node, report: &mut StatementReport) {
     };
     for item in children(node, "relations") {
         let range_var = unwrap_value(item).1;
-        let Some(name) = text(range_var, "relname") else { continue };
+        let Some(name) = text(range_var, "relname") else {
+            continue;
+        };
         let table = ObjectName::new(name, text(range_var, "schemaname").map(str::to_string));
         let new = report.is_new_relation(&table);
         report.lock(&table, mode, !new);
@@ -213,7 +253,9 @@ pub fn lock_table(node: &Node, report: &mut StatementReport) {
 
 /// ALTER TABLE: each subcommand to its rule, or just its lock.
 pub fn alter_table(node: &Node, report: &mut StatementReport) {
-    let Some(table) = relation(node, "relation") else { return };
+    let Some(table) = relation(node, "relation") else {
+        return;
+    };
     let objtype = text(node, "objtype");
     if !matches!(objtype, None | Some("OBJECT_TABLE" | "OBJECT_MATVIEW")) {
         return;
@@ -316,7 +358,11 @@ fn triggers(table: &ObjectName, command: &Node, report: &mut StatementReport) {
                 }
             }
         };
-        let tail = if which == "ALL" { " (ALL includes foreign-key checks)." } else { "." };
+        let tail = if which == "ALL" {
+            " (ALL includes foreign-key checks)."
+        } else {
+            "."
+        };
         report.report(
             "ban-disable-trigger",
             format!("DISABLE TRIGGER {which} on {table}: writes skip it from now on{tail}"),
@@ -334,8 +380,8 @@ fn triggers(table: &ObjectName, command: &Node, report: &mut StatementReport) {
 fn detach_partition(table: &ObjectName, command: &Node, report: &mut StatementReport) {
     let partition_command = unwrap(command.get("def")).1;
     // Python's f-string shows a missing partition as `None`.
-    let partition = relation(partition_command, "name")
-        .map_or_else(|| "None".to_string(), |p| p.to_string());
+    let partition =
+        relation(partition_command, "name").map_or_else(|| "None".to_string(), |p| p.to_string());
     let new = report.is_new_relation(table);
     if flag(partition_command, "concurrent") {
         report.lock(table, LockMode::ShareUpdateExclusive, !new);
@@ -372,7 +418,12 @@ fn detach_partition(table: &ObjectName, command: &Node, report: &mut StatementRe
 
 /// `_SUBCOMMANDS`: run the rule for an ALTER TABLE subcommand (its `AT_` name without the
 /// prefix); false when no rule looks at it.
-fn subcommand(subtype: &str, table: &ObjectName, command: &Node, report: &mut StatementReport) -> bool {
+fn subcommand(
+    subtype: &str,
+    table: &ObjectName,
+    command: &Node,
+    report: &mut StatementReport,
+) -> bool {
     match subtype {
         "AddColumn" => column_rules::add_column(table, command, report),
         "AlterColumnType" => column_rules::alter_column_type(table, command, report),
@@ -387,15 +438,27 @@ fn subcommand(subtype: &str, table: &ObjectName, command: &Node, report: &mut St
         "AddConstraint" => add_constraint(table, command, report),
         "ValidateConstraint" => validate(table, command, report),
         "DropConstraint" => constraint_rules::drop_constraint(table, command, report),
-        "SetLogged" => {
-            rewrite_table("SET LOGGED", "changing-table-persistence", table, command, report)
-        }
-        "SetUnLogged" => {
-            rewrite_table("SET UNLOGGED", "changing-table-persistence", table, command, report)
-        }
-        "SetTableSpace" => {
-            rewrite_table("SET TABLESPACE", "changing-tablespace", table, command, report)
-        }
+        "SetLogged" => rewrite_table(
+            "SET LOGGED",
+            "changing-table-persistence",
+            table,
+            command,
+            report,
+        ),
+        "SetUnLogged" => rewrite_table(
+            "SET UNLOGGED",
+            "changing-table-persistence",
+            table,
+            command,
+            report,
+        ),
+        "SetTableSpace" => rewrite_table(
+            "SET TABLESPACE",
+            "changing-tablespace",
+            table,
+            command,
+            report,
+        ),
         "DetachPartition" => detach_partition(table, command, report),
         "EnableTrig" | "EnableAlwaysTrig" | "EnableReplicaTrig" | "DisableTrig"
         | "EnableTrigAll" | "DisableTrigAll" | "EnableTrigUser" | "DisableTrigUser" => {
