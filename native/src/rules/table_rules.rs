@@ -7,8 +7,8 @@ use crate::analysis::{Extra, StatementReport};
 use crate::column_types::{aligned_order, row_padding, TypeRef};
 use crate::findings::LockMode;
 use crate::nodes::{
-    child, children, flag, py_repr, relation, strings, text, too_long, unwrap, unwrap_value, Node,
-    ObjectName,
+    child, children, flag, nonempty, py_repr, relation, strings, text, too_long, unwrap,
+    unwrap_value, Node, ObjectName,
 };
 use crate::rules::index_rules::OUTSIDE_TRANSACTION_FIX;
 use crate::rules::{column_rules, constraint_rules, data_rules};
@@ -16,10 +16,7 @@ use crate::state::Namespace;
 
 /// Python's `text(node, key) or "?"`: an absent or empty string is `?`.
 fn or_unknown(value: Option<&str>) -> &str {
-    match value {
-        Some(value) if !value.is_empty() => value,
-        _ => "?",
-    }
+    nonempty(value).unwrap_or("?")
 }
 
 /// CREATE TABLE: the new table, its columns' types, keys and foreign keys.
