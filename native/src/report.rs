@@ -72,6 +72,10 @@ struct ParseState {
     next: usize,
     /// The files the analysis has taken (it is on file `taken`).
     taken: usize,
+    /// The analysis is over (done, or failed): the helpers stop.
+    stopped: bool,
+    /// A helper's parse failed (a panic): the analysis stops too, with a panic of its own.
+    failed: bool,
 }
 
 impl<'f> Parsing<'f> {
@@ -80,6 +84,8 @@ impl<'f> Parsing<'f> {
             scripts: files.iter().map(|_| None).collect(),
             next: 0,
             taken: 0,
+            stopped: false,
+            failed: false,
         };
         Parsing {
             files,
@@ -101,24 +107,43 @@ impl<'f> Parsing<'f> {
         self.changed.notify_all();
     }
 
-    /// A helper thread: parse the next file while there is one within `AHEAD` of the analysis.
+    /// A helper thread: parse the next file while there is one within `AHEAD` of the analysis,
+    /// until the analysis is over. A panic here stops the analysis (which waits for nothing).
     fn help(&self) {
         loop {
             let mut state = self.lock();
-            while state.next < self.files.len() && state.next >= state.taken + AHEAD {
+            while !state.stopped
+                && state.next < self.files.len()
+                && state.next >= state.taken + AHEAD
+            {
                 state = self
                     .changed
                     .wait(state)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
             }
-            if state.next >= self.files.len() {
+            if state.stopped || state.next >= self.files.len() {
                 return;
             }
             let index = state.next;
             state.next += 1;
             drop(state);
-            self.parse(index);
+            let parsed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.parse(index)));
+            if parsed.is_err() {
+                let mut state = self.lock();
+                state.failed = true;
+                state.stopped = true;
+                drop(state);
+                self.changed.notify_all();
+                return;
+            }
         }
+    }
+
+    /// The analysis is over: the helpers stop waiting for it.
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
     }
 
     /// The tree of file `index` (files are taken in order), parsing other files meanwhile.
@@ -129,6 +154,10 @@ impl<'f> Parsing<'f> {
         loop {
             if let Some(script) = state.scripts[index].take() {
                 return script;
+            }
+            if state.failed {
+                drop(state);
+                panic!("a parsing thread panicked");
             }
             if state.next < self.files.len() {
                 let next = state.next;
@@ -163,6 +192,8 @@ pub fn lint(
         for _ in 0..HELPERS {
             scope.spawn(|| parsing.help());
         }
+        // However the loop below ends (a panic too), the helpers stop: the scope waits for them.
+        let _stop = StopOnDrop(&parsing);
         let ups = migrations.len();
         for (index, (file, new_change)) in files.iter().enumerate() {
             if *new_change {
@@ -180,6 +211,15 @@ pub fn lint(
     });
     let names: Vec<&str> = migrations.iter().map(|m| m.name.as_str()).collect();
     in_reading_order(analysis.findings, &names)
+}
+
+/// Stops the helpers when dropped.
+struct StopOnDrop<'p, 'f>(&'p Parsing<'f>);
+
+impl Drop for StopOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// Threads that parse beside the analysing one: one, for two cores (a second one made
