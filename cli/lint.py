@@ -149,10 +149,10 @@ def run(arguments: LintArguments) -> int:
 
     try:
         excluded = excluded_rules(arguments.exclude)
-    except UsageError as error:
+        native = native_sql.enabled()
+    except (UsageError, ValueError) as error:  # ValueError: a bad GUARDIANS_SQL_ENGINE
         _error(f"error: {error}")
         return 2
-    native = native_sql.enabled()
     if arguments.output in native_sql.FORMATS and arguments.stats_file is None and native:
         # From finding the files to the report's text in the native module: no Python object
         # per migration or finding. None: a usage error, which the code below reports.

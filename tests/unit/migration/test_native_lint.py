@@ -157,3 +157,11 @@ def test_a_failing_native_command_says_so_and_writes_the_python_report(
     code, out, err = _run(["m"], "native", capsys, monkeypatch)
     assert (code, out) == python[:2]
     assert "the native SQL analysis failed (boom)" in err
+
+
+def test_an_unknown_engine_is_a_usage_error_naming_the_variable(
+    tree: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, err = _run(["m"], "rust", capsys, monkeypatch)
+    assert (code, out) == (2, "")
+    assert "GUARDIANS_SQL_ENGINE='rust': expected native or python" in err
